@@ -1,0 +1,43 @@
+"""Where accepted and quarantined rows go before the answer: the local archive and quarantine.
+
+The request path talks only to the `Storage` protocol, so the durable journal and its sinks
+(a later stage of the architecture) can take the archive's place without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from app.types import Row
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one request produced: rows to keep, and rows that failed their schema."""
+
+    accepted: list[Row] = field(default_factory=list)
+    quarantined: list[Row] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class RejectedBody:
+    """A request body that could not be read as records, kept whole for inspection."""
+
+    request_id: str
+    received_at: str
+    reason: str
+    detail: str
+    body: bytes
+    metadata: dict[str, str]
+
+
+class Storage(Protocol):
+    def store(self, batch: Batch) -> None:
+        """Make every row of `batch` durable; raise `StorageUnavailable` if any could not be."""
+
+    def store_rejected_body(self, rejected: RejectedBody) -> None:
+        """Keep a body that failed as a whole (not JSON, truncated, corrupt compression)."""
+
+    def check_writable(self) -> None:
+        """Raise `StorageUnavailable` when nothing could be stored right now."""

@@ -1,0 +1,75 @@
+"""Durable appends: the one place that turns bytes into data that survives a crash.
+
+A write is acknowledged only after `fsync` of the file and, when the file is new, of every
+directory created on its way, because on Linux a new file's directory entry is not durable until
+its directory is synced (see fsync(2)). A write that fails part-way is cut back off the file, so a
+full disk or an I/O error never leaves a torn line in front of the next good one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+
+def ensure_dir(path: Path) -> None:
+    """Create `path` and its missing parents, fsyncing each parent that gained an entry."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue  # another writer created it meanwhile; its creator syncs the parent
+        fsync_dir(directory.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_append(path: Path, data: bytes) -> None:
+    """Append `data` to `path` and fsync; on failure truncate back to the old end and re-raise."""
+    ensure_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
+    if start == 0:
+        fsync_dir(path.parent)
+
+
+def durable_write(path: Path, data: bytes, *, mode: int = 0o640) -> None:
+    """Write a whole new file atomically: temp file, fsync, rename, fsync the directory."""
+    ensure_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """`os.write` may write less than asked (signals, some filesystems); loop until all is out."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
