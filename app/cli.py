@@ -40,17 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    fields = Settings.model_fields
     parser = argparse.ArgumentParser(prog="tailscribe", description="Receive Tailscale log streams.")
     parser.add_argument("--version", action="version", version=f"tailscribe {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the HTTP receiver")
-    serve_parser.add_argument("--host", help=fields["host"].description)
-    serve_parser.add_argument("--port", type=int, help=fields["port"].description)
-    serve_parser.add_argument("--data-dir", dest="data_dir", type=Path, help=fields["data_dir"].description)
-    serve_parser.add_argument("--token", help=fields["token"].description)
-    serve_parser.add_argument("--token-file", dest="token_file", type=Path, help=fields["token_file"].description)
-    serve_parser.add_argument("--log-level", dest="log_level", help=fields["log_level"].description)
+    # One flag per setting, named after it; values stay strings so Settings alone parses them.
+    for name, field in Settings.model_fields.items():
+        serve_parser.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, metavar=name.upper(), help=field.description
+        )
     return parser
 
 

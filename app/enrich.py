@@ -1,0 +1,129 @@
+"""Add Panther's derived fields to a validated row: split addresses, indicators and `p_*` fields.
+
+Follows Panther's normalisation (https://docs.panther.com/data-onboarding/supported-logs/tailscale),
+so detections and queries written for Panther's Tailscale tables work on our rows:
+
+- every traffic entry gets `srcIp`/`srcPort`/`dstIp`/`dstPort`, split IPv6-aware from `src`/`dst`.
+  The derived values are authoritative: a value the sender put there is overwritten, or removed
+  when nothing valid can be derived, so these fields always hold a valid IP and port;
+- `p_any_ip_addresses`, `p_any_emails`, `p_any_actor_ids` hold only valid values, deduped and
+  sorted, and are omitted when empty (a sender-provided one is removed too);
+- the standard fields `p_log_type`, `p_row_id`, `p_event_time`, `p_parse_time`, `p_schema_version`,
+  `p_source_id`, `p_source_label`.
+
+`p_row_id` is a hash of the validated record before enrichment, so a record Tailscale re-sends
+after an outage (delivery is at-least-once, https://tailscale.com/kb/1255/log-streaming) gets the
+same id and sinks can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from hashlib import blake2b
+from typing import Final
+
+import orjson
+
+from app.addresses import canonical_ip, split_addr_port
+from app.schemas.network import TRAFFIC_KEYS
+from app.types import PANTHER_LOG_TYPES, LogType, Row
+
+SCHEMA_VERSION: Final = 0
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SIDES: Final = (("src", "srcIp", "srcPort"), ("dst", "dstIp", "dstPort"))
+_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+")
+"""One `@` between non-empty parts without whitespace. No dot is required in the domain on purpose:
+Tailscale names GitHub and passkey users `octocat@github` / `name@passkey`, and those logins are
+the identity an analyst pivots on, just like a real address."""
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and `Z` (`2026-06-03T15:32:56.773000Z`); naive means UTC."""
+    utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    # Formatted by hand: strftime("%Y") does not zero-pad years before 1000 on glibc.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}Z"
+    )
+
+
+def _put(target: Row, key: str, value: object) -> None:
+    if value is None:
+        target.pop(key, None)
+    else:
+        target[key] = value
+
+
+def _put_sorted(row: Row, key: str, values: set[str]) -> None:
+    _put(row, key, sorted(values) if values else None)
+
+
+def _split_traffic(event: Row, ips: set[str]) -> None:
+    for traffic_key in TRAFFIC_KEYS:
+        entries = event.get(traffic_key)
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            for side, ip_key, port_key in _SIDES:
+                text = entry.get(side)
+                ip, port = split_addr_port(text) if isinstance(text, str) else (None, None)
+                _put(entry, ip_key, ip)
+                _put(entry, port_key, port)
+                if ip is not None and (canonical := canonical_ip(ip)) is not None:
+                    ips.add(canonical)
+
+
+def _add_email(value: object, emails: set[str]) -> None:
+    if isinstance(value, str) and _EMAIL.fullmatch(value):
+        emails.add(value)
+
+
+def _add_node(node: object, ips: set[str], emails: set[str]) -> None:
+    """`srcNode` / `dstNodes[]` (client v1.92+): `addresses` holds IPs or prefixes, `user` a login."""
+    if not isinstance(node, dict):
+        return
+    addresses = node.get("addresses")
+    if isinstance(addresses, list):
+        for address in addresses:
+            if isinstance(address, str) and (canonical := canonical_ip(address.partition("/")[0])) is not None:
+                ips.add(canonical)
+    _add_email(node.get("user"), emails)
+
+
+def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, parse_time: datetime) -> Row:
+    """Add the derived fields to `row`, a dict returned by `app.schemas.validate`, in place; return it."""
+    row_id = blake2b(orjson.dumps(row, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+    ips: set[str] = set()
+    emails: set[str] = set()
+    actor_ids: set[str] = set()
+    event = row.get("event")
+    if isinstance(event, dict):
+        _split_traffic(event, ips)
+        _add_node(event.get("srcNode"), ips, emails)
+        destinations = event.get("dstNodes")
+        if isinstance(destinations, list):
+            for node in destinations:
+                _add_node(node, ips, emails)
+        actor = event.get("actor")
+        if isinstance(actor, dict):
+            _add_email(actor.get("loginName"), emails)
+            if isinstance(actor_id := actor.get("id"), str) and actor_id:
+                actor_ids.add(actor_id)
+
+    seconds = row.get("time")
+    event_time = _EPOCH + timedelta(seconds=seconds) if isinstance(seconds, int | float) else parse_time
+    row["p_log_type"] = PANTHER_LOG_TYPES[log_type]
+    row["p_row_id"] = row_id
+    row["p_event_time"] = format_timestamp(event_time)
+    row["p_parse_time"] = format_timestamp(parse_time)
+    row["p_schema_version"] = SCHEMA_VERSION
+    row["p_source_id"] = source_id
+    row["p_source_label"] = source_label
+    _put_sorted(row, "p_any_ip_addresses", ips)
+    _put_sorted(row, "p_any_emails", emails)
+    _put_sorted(row, "p_any_actor_ids", actor_ids)
+    return row

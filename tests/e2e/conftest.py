@@ -1,0 +1,109 @@
+"""A real `tailscribe serve` in a subprocess on 127.0.0.1 and a random port, one per test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+TOKEN = "e2e-test-token-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """One receiver process: its URL, data directory and captured log output."""
+
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str], args: list[str]) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = env
+        self._args = args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, "--data-dir", str(self.data_dir), *self._args], stdout=log, stderr=log, env=self._env
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=15)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def archive_rows(self, log_type: str | None = None) -> list[dict[str, object]]:
+        pattern = f"log_type={log_type}/**/*.ndjson" if log_type else "**/*.ndjson"
+        return _rows(sorted((self.data_dir / "archive").glob(pattern)))
+
+    def quarantine_rows(self) -> list[dict[str, object]]:
+        return _rows(sorted((self.data_dir / "quarantine" / "records").glob("**/*.ndjson")))
+
+    def quarantined_bodies(self) -> list[Path]:
+        return sorted((self.data_dir / "quarantine" / "bodies").glob("**/*.body"))
+
+
+def _rows(paths: list[Path]) -> list[dict[str, object]]:
+    return [orjson.loads(line) for path in paths for line in path.read_bytes().splitlines()]
+
+
+MakeServer = Callable[..., Server]
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[MakeServer]:
+    """Factory: `make_server(*cli_args, env={...})` starts a server; all are stopped afterwards."""
+    servers: list[Server] = []
+
+    def factory(*args: str, env: dict[str, str] | None = None, token: str | None = TOKEN) -> Server:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAILSCRIBE_")}
+        full_env.update(env or {})
+        token_args = ["--token", token] if token else []
+        server = Server(tmp_path / "data", tmp_path / f"server-{len(servers)}.log", full_env, [*token_args, *args])
+        servers.append(server)
+        server.start()
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: MakeServer) -> Server:
+    return make_server()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+        yield http
