@@ -86,7 +86,7 @@ def bootstrap_token(settings: Settings) -> Path:
         f"\ntailscribe: no token was configured, so one was generated and saved to {path}:\n\n"
         f"    {token}\n\n"
         f"Stream Tailscale logs to {base}/v1/tailscale/audit and {base}/v1/tailscale/network\n"
-        f"with this token, or try: curl -H 'Authorization: Bearer {token}' {base}/healthz\n",
+        f"with 'Authorization: Bearer <this token>'.\n",
         flush=True,
     )
     return path

@@ -76,7 +76,7 @@ def test_every_auth_scheme_is_accepted(server: Server):
 
     body = concatenated([envelope(audit_event())])
     basic = base64.b64encode(f"tailscale:{TOKEN}".encode()).decode()
-    for header in (f"Bearer {TOKEN}", f"Splunk {TOKEN}", f"Basic {basic}", f"bearer   {TOKEN}  "):
+    for header in (f"Bearer {TOKEN}", f"Splunk {TOKEN}", f"Basic {basic}", f"bearer   {TOKEN}"):
         answer = httpx.post(f"{server.url}/v1/tailscale/audit", content=body, headers={"Authorization": header})
         assert answer.status_code == 200, header
     assert len(server.archive_rows()) == 4
