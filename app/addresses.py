@@ -7,8 +7,9 @@ derives `srcIp`/`srcPort` by splitting `src` on `:`, which breaks on IPv6. Tails
 only what is valid, never raising on hostile input.
 
 It runs for every `src` and `dst` of every flow (tens of thousands of calls a second), and a
-tailnet has few distinct addresses, so IP parsing is memoized: a cache hit costs ~0.1 µs where
-`ipaddress.ip_address` costs 1-2 µs (and raises on every invalid value).
+tailnet has few distinct addresses, so IP parsing is memoized: a cache hit costs ~0.05 µs where
+`ipaddress.ip_address` costs 3-10 µs (and raises on every invalid value). A whole IPv4 split costs
+~0.55 µs.
 """
 
 from __future__ import annotations
@@ -37,29 +38,26 @@ def canonical_ip(text: str) -> str | None:
     return _canonical(text) if len(text) <= MAX_IP_TEXT else None
 
 
-def _port(text: str) -> int | None:
-    # isascii() first: str.isdigit() also accepts digits such as "²" that int() refuses.
-    if 0 < len(text) <= 5 and text.isascii() and text.isdigit():
-        port = int(text)
-        return port if port <= 65_535 else None
-    return None
-
-
 def split_addr_port(value: str) -> tuple[str | None, int | None]:
     """(ip, port) of `ip:port`, `[ipv6]:port`, or a bare address; each None when not valid.
 
     The IP is returned as written (zone kept), when `ipaddress` accepts it; the port when it is
     decimal digits in 0..65535. Unbracketed text with several colons is IPv6 without a port.
+    Written flat, without helper calls: it runs for every `src` and `dst`.
     """
-    if value.startswith("["):
-        end = value.find("]")
+    if value[:1] == "[":
+        end = value.rfind("]")  # the last one: a zone may itself hold "]"
         if end < 0:
             return None, None
-        host, rest = value[1:end], value[end + 1 :]
-        port = _port(rest[1:]) if rest.startswith(":") else None
+        host = value[1:end]
+        port_text = value[end + 2 :] if value[end + 1 : end + 2] == ":" else ""
     elif value.count(":") > 1:
-        host, port = value, None
+        host, port_text = value, ""
     else:
-        host, colon, text = value.partition(":")
-        port = _port(text) if colon else None
-    return (host if canonical_ip(host) is not None else None), port
+        host, _, port_text = value.partition(":")
+    ip = host if len(host) <= MAX_IP_TEXT and _canonical(host) is not None else None
+    # isascii() first: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if 0 < len(port_text) <= 5 and port_text.isascii() and port_text.isdigit():
+        port = int(port_text)
+        return ip, (port if port <= 65_535 else None)
+    return ip, None

@@ -33,6 +33,7 @@ SCHEMA_VERSION: Final = 0
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SIDES: Final = (("src", "srcIp", "srcPort"), ("dst", "dstIp", "dstPort"))
+_NEITHER: Final[tuple[None, None]] = (None, None)
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+")
 """One `@` between non-empty parts without whitespace. No dot is required in the domain on purpose:
 Tailscale names GitHub and passkey users `octocat@github` / `name@passkey`, and those logins are
@@ -49,18 +50,16 @@ def format_timestamp(moment: datetime) -> str:
     )
 
 
-def _put(target: Row, key: str, value: object) -> None:
-    if value is None:
-        target.pop(key, None)
+def _put_indicator(row: Row, key: str, values: set[str]) -> None:
+    if values:
+        row[key] = sorted(values)
     else:
-        target[key] = value
+        row.pop(key, None)
 
 
-def _put_sorted(row: Row, key: str, values: set[str]) -> None:
-    _put(row, key, sorted(values) if values else None)
-
-
-def _split_traffic(event: Row, ips: set[str]) -> None:
+def _split_traffic(event: Row) -> set[str]:
+    """Set the split fields of every traffic entry; return the distinct IPs found, as written."""
+    found: set[str] = set()
     for traffic_key in TRAFFIC_KEYS:
         entries = event.get(traffic_key)
         if not isinstance(entries, list):
@@ -68,13 +67,20 @@ def _split_traffic(event: Row, ips: set[str]) -> None:
         for entry in entries:
             if not isinstance(entry, dict):
                 continue
+            # Kept flat, without helper calls: this runs for every src and dst.
             for side, ip_key, port_key in _SIDES:
                 text = entry.get(side)
-                ip, port = split_addr_port(text) if isinstance(text, str) else (None, None)
-                _put(entry, ip_key, ip)
-                _put(entry, port_key, port)
-                if ip is not None and (canonical := canonical_ip(ip)) is not None:
-                    ips.add(canonical)
+                ip, port = split_addr_port(text) if isinstance(text, str) else _NEITHER
+                if ip is None:
+                    entry.pop(ip_key, None)
+                else:
+                    entry[ip_key] = ip
+                    found.add(ip)
+                if port is None:
+                    entry.pop(port_key, None)
+                else:
+                    entry[port_key] = port
+    return found
 
 
 def _add_email(value: object, emails: set[str]) -> None:
@@ -102,7 +108,8 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
     actor_ids: set[str] = set()
     event = row.get("event")
     if isinstance(event, dict):
-        _split_traffic(event, ips)
+        # Canonicalized once per distinct address, not once per entry.
+        ips.update(canonical for ip in _split_traffic(event) if (canonical := canonical_ip(ip)) is not None)
         _add_node(event.get("srcNode"), ips, emails)
         destinations = event.get("dstNodes")
         if isinstance(destinations, list):
@@ -114,7 +121,7 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
             if isinstance(actor_id := actor.get("id"), str) and actor_id:
                 actor_ids.add(actor_id)
 
-    seconds = row.get("time")
+    seconds = row.get("time")  # validated rows always have it; Panther falls back to the parse time
     event_time = _EPOCH + timedelta(seconds=seconds) if isinstance(seconds, int | float) else parse_time
     row["p_log_type"] = PANTHER_LOG_TYPES[log_type]
     row["p_row_id"] = row_id
@@ -123,7 +130,7 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
     row["p_schema_version"] = SCHEMA_VERSION
     row["p_source_id"] = source_id
     row["p_source_label"] = source_label
-    _put_sorted(row, "p_any_ip_addresses", ips)
-    _put_sorted(row, "p_any_emails", emails)
-    _put_sorted(row, "p_any_actor_ids", actor_ids)
+    _put_indicator(row, "p_any_ip_addresses", ips)
+    _put_indicator(row, "p_any_emails", emails)
+    _put_indicator(row, "p_any_actor_ids", actor_ids)
     return row

@@ -21,6 +21,7 @@ from app.types import LogType, Row
 
 __all__ = ["RecordInvalid", "classify", "validate", "wrap_bare"]
 
+# A TypedDict validates to a plain dict: typing it as Row is what callers need.
 ADAPTERS: Final[dict[LogType, TypeAdapter[Row]]] = {
     "audit": AUDIT_ADAPTER,  # type: ignore[dict-item]
     "network": NETWORK_ADAPTER,  # type: ignore[dict-item]
@@ -43,7 +44,7 @@ class RecordInvalid(Exception):
 def _describe(error: ErrorDetails) -> dict[str, str]:
     loc = ".".join(str(part) for part in error["loc"])
     # Only required fields refuse null (every other field is nullable): report it as Panther does.
-    if error["input"] is None and error["type"] != "missing":
+    if error["input"] is None and error["loc"] and error["type"] != "missing":
         return {"loc": loc, "msg": "Field required (got null)", "type": "missing"}
     return {"loc": loc, "msg": error["msg"], "type": error["type"]}
 

@@ -116,7 +116,7 @@ class _Integer:
     names: dict[str, int] | None = None
 
     def __get_pydantic_core_schema__(self, source: object, handler: GetCoreSchemaHandler) -> CoreSchema:
-        choices: list[CoreSchema] = [
+        choices: list[CoreSchema | tuple[CoreSchema, str]] = [
             core_schema.int_schema(strict=True, ge=self.low, le=self.high),
             core_schema.chain_schema(
                 [
@@ -145,18 +145,20 @@ class _UnixTime:
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: object, handler: GetCoreSchemaHandler) -> CoreSchema:
-        bounds = {"ge": UNIX_MIN, "lt": UNIX_END}
         return core_schema.union_schema(
             [
-                core_schema.int_schema(strict=True, **bounds),
-                core_schema.float_schema(strict=True, allow_inf_nan=False, **bounds),
+                core_schema.int_schema(strict=True, ge=UNIX_MIN, lt=UNIX_END),
+                core_schema.float_schema(strict=True, allow_inf_nan=False, ge=UNIX_MIN, lt=UNIX_END),
                 core_schema.chain_schema(
-                    [core_schema.str_schema(strict=True, pattern=_INT_TEXT), core_schema.int_schema(**bounds)]
+                    [
+                        core_schema.str_schema(strict=True, pattern=_INT_TEXT),
+                        core_schema.int_schema(ge=UNIX_MIN, lt=UNIX_END),
+                    ]
                 ),
                 core_schema.chain_schema(
                     [
                         core_schema.str_schema(strict=True, pattern=_FLOAT_TEXT),
-                        core_schema.float_schema(allow_inf_nan=False, **bounds),
+                        core_schema.float_schema(allow_inf_nan=False, ge=UNIX_MIN, lt=UNIX_END),
                     ]
                 ),
             ],

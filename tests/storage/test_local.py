@@ -80,7 +80,7 @@ def test_rejected_body_is_kept_with_its_reason(tmp_path: Path):
             received_at="2026-11-21T10:11:12.000000Z",
             reason="invalid_json",
             detail="truncated",
-            body=b"{\"time\":",
+            body=b'{"time":',
             metadata={"user-agent": "TailscaleLogStreamPublisher"},
         )
     )

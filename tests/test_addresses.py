@@ -1,0 +1,113 @@
+"""Splitting Go netip.AddrPort text: IPv4, bracketed IPv6, zones, and hostile input."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.addresses import MAX_IP_TEXT, canonical_ip, split_addr_port
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("100.64.0.1:443", ("100.64.0.1", 443)),
+        ("[fd7a:115c:a1e0::1]:41641", ("fd7a:115c:a1e0::1", 41641)),
+        ("[fe80::1%eth0]:22", ("fe80::1%eth0", 22)),
+        ("fd7a::1", ("fd7a::1", None)),
+        ("1.2.3.4", ("1.2.3.4", None)),
+        ("[::1]", ("::1", None)),
+        ("100.64.0.1:0", ("100.64.0.1", 0)),
+        ("127.3.3.40:1", ("127.3.3.40", 1)),
+        ("1.2.3.4:65535", ("1.2.3.4", 65535)),
+        ("1.2.3.4:00080", ("1.2.3.4", 80)),
+        ("[::ffff:1.2.3.4]:80", ("::ffff:1.2.3.4", 80)),
+    ],
+)
+def test_go_addr_port_text_splits_into_ip_and_port(text: str, expected: tuple[str | None, int | None]) -> None:
+    assert split_addr_port(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1.2.3.4:99999", ("1.2.3.4", None)),
+        ("1.2.3.4:65536", ("1.2.3.4", None)),
+        ("1.2.3.4:-1", ("1.2.3.4", None)),
+        ("1.2.3.4:abc", ("1.2.3.4", None)),
+        ("1.2.3.4:", ("1.2.3.4", None)),
+        ("1.2.3.4:²", ("1.2.3.4", None)),
+        ("1.2.3.4: 80", ("1.2.3.4", None)),
+        ("1.2.3.4:+80", ("1.2.3.4", None)),
+        ("1.O.3.22:2341", (None, 2341)),
+        ("01.2.3.4:80", (None, 80)),
+        ("256.1.1.1:80", (None, 80)),
+        ("1.2.3.4%eth0:80", (None, 80)),
+        ("host.example:80", (None, 80)),
+        (":80", (None, 80)),
+        ("", (None, None)),
+        (":", (None, None)),
+        (":::", (None, None)),
+        ("fd7a::1:443:", (None, None)),
+        ("[fe80::1%]:1", (None, 1)),
+        ("[::1", (None, None)),
+        ("::1]", (None, None)),
+        ("[]:80", (None, 80)),
+        ("[::1]80", ("::1", None)),
+        ("[::1]:", ("::1", None)),
+        ("[[::1]]:80", (None, 80)),
+        ("[1.2.3.4]:80", ("1.2.3.4", 80)),
+        ("x" * 1_000_000, (None, None)),
+        ("[" + "1" * 1_000_000 + "]:1", (None, 1)),
+    ],
+)
+def test_invalid_halves_are_left_out_never_invented(text: str, expected: tuple[str | None, int | None]) -> None:
+    assert split_addr_port(text) == expected
+
+
+def test_canonical_ip_drops_the_zone_and_normalizes_case_and_zeros() -> None:
+    assert canonical_ip("fe80::1%eth0") == "fe80::1"
+    assert canonical_ip("FD7A:115C:A1E0:0:0:0:0:1") == "fd7a:115c:a1e0::1"
+    assert canonical_ip("100.64.0.1") == "100.64.0.1"
+    assert canonical_ip("1.O.33.O") is None
+    assert canonical_ip("") is None
+    assert canonical_ip("1" * (MAX_IP_TEXT + 1)) is None
+
+
+_ZONES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_.-", min_size=1, max_size=15)
+_PORTS = st.integers(min_value=0, max_value=65535)
+
+
+@given(st.ip_addresses(v=4), _PORTS)
+def test_ipv4_addr_port_round_trips(address: ipaddress.IPv4Address, port: int) -> None:
+    assert split_addr_port(f"{address}:{port}") == (str(address), port)
+    assert split_addr_port(str(address)) == (str(address), None)
+
+
+@given(st.ip_addresses(v=6), _PORTS, st.none() | _ZONES)
+def test_ipv6_addr_port_round_trips_with_and_without_zone(
+    address: ipaddress.IPv6Address, port: int, zone: str | None
+) -> None:
+    text = f"{address}%{zone}" if zone else str(address)
+    assert split_addr_port(f"[{text}]:{port}") == (text, port)
+    assert split_addr_port(text) == (text, None)
+    assert canonical_ip(text) == str(address)
+
+
+@given(st.text(max_size=200))
+def test_any_text_splits_without_raising_into_valid_halves(text: str) -> None:
+    ip, port = split_addr_port(text)
+    assert ip is None or canonical_ip(ip) is not None
+    assert port is None or 0 <= port <= 65535
+
+
+@given(st.text(alphabet="0123456789abcdef:.[]%", max_size=60))
+def test_address_like_text_splits_without_raising_into_valid_halves(text: str) -> None:
+    ip, port = split_addr_port(text)
+    if ip is not None:
+        ipaddress.ip_address(ip)
+        assert ip in text
+    assert port is None or 0 <= port <= 65535
