@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         128 * MiB, gt=0, description="Largest body after decompression, in bytes (413 above)."
     )
     max_records: int = Field(100_000, gt=0, description="Most records in one request (413 above).")
-    max_depth: int = Field(64, gt=1, le=1000, description="Deepest JSON nesting of one record (400 above).")
+    max_depth: int = Field(64, gt=1, le=900, description="Deepest JSON nesting of one record (400 above).")
     log_level: LogLevel = Field("info", description="Lowest level of log lines written.")
 
     @field_validator("token", mode="before")

@@ -1,0 +1,226 @@
+"""Split a decoded request body into JSON records (RFC 8259, https://www.rfc-editor.org/rfc/rfc8259).
+
+Tailscale concatenates HEC envelopes with no separator (`{...}{...}`), which no JSON parser reads as one
+document; other senders use NDJSON, an array, a single object or the poll API's `{"logs": [...]}`
+(docs/tailscale-wire-format.md, "The body"). All of them are accepted, and every value is parsed by
+orjson, so the rules are the same whatever the shape: NaN, invalid UTF-8 and lone surrogates are
+refused, and a duplicate key keeps its last value.
+
+Speed comes from letting orjson find the boundaries. The whole body is tried as one document first;
+failing that, it is cut at each `}{` (whitespace allowed between) and each piece is parsed. A piece
+that parses is a whole record, because a JSON object is never a prefix of a longer value. A piece that
+fails was cut inside a string (a value holding "}{") or is bad data, and the bytes up to that cut are
+then walked value by value with json's C scanner, which finds where each value truly ends in linear
+time; orjson then parses exactly that value. Each byte meets orjson a bounded number of times, so no
+body is quadratic, not even a 50 MB string of "}{".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import accumulate, count
+from operator import sub
+from typing import Final
+
+import orjson
+
+from app.errors import FramingError, NestingTooDeep, TooManyRecords
+
+_BOM: Final = b"\xef\xbb\xbf"
+_BOUNDARY: Final = re.compile(rb"\}[ \t\r\n]*\{")
+_VALUE_START: Final = re.compile(rb"[^ \t\r\n]")
+"""The first byte that is not JSON whitespace (RFC 8259 §2 allows only these four)."""
+
+_NOT_STRUCTURE: Final = bytes(byte for byte in range(256) if byte not in b'{}[]"')
+_QUOTED: Final = re.compile(rb'"[^"]*"')
+_WEIGHTS: Final = bytes.maketrans(b"{[}]", b"\x02\x02\x00\x00")
+
+_SCANNER: Final = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
+"""Only finds where a value ends; numbers stay strings, so none is converted for nothing and Python's
+4,300-digit limit on int() cannot refuse what orjson accepts."""
+
+_SCALAR_NAMES: Final[dict[type, str]] = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def frame(body: bytes, *, max_records: int, max_depth: int) -> list[object]:
+    """The records in a decoded body, in order.
+
+    A top-level object is one record, a top-level array or `{"logs": [...]}` contributes its items (the
+    caller sorts out items that are not objects), and an empty or whitespace-only body has none: a
+    Tailscale endpoint probe may be empty. A leading UTF-8 BOM is skipped. Error offsets are byte
+    offsets into `body` as given.
+
+    Raises `FramingError` for anything that is not a sequence of JSON objects and arrays,
+    `TooManyRecords` as soon as there are more than `max_records` records (an empty top-level array
+    counts as one), and `NestingTooDeep` for a record nested more than `max_depth` levels (the record
+    itself is level 1; a wrapping array or `{"logs": ...}` does not count). `max_depth` must stay below
+    about 900, where Python's recursion limit, which bounds json's scanner, and orjson's fixed limit of
+    1024 levels start to refuse values.
+    """
+    return _Framer(body, max_records=max_records, max_depth=max_depth).run()
+
+
+class _Framer:
+    """One body being framed: the records so far and, once needed, the body as text for json's scanner."""
+
+    def __init__(self, body: bytes, *, max_records: int, max_depth: int) -> None:
+        self._body = body
+        self._view = memoryview(body)
+        self._max_records = max_records
+        self._max_depth = max_depth
+        self._records: list[object] = []
+        self._slots = 0
+        self._text: _Text | None = None
+
+    def run(self) -> list[object]:
+        first = _VALUE_START.search(self._body, len(_BOM) if self._body.startswith(_BOM) else 0)
+        if first is None:
+            return []
+        pos = first.start()
+        try:
+            value = orjson.loads(self._view[pos:])
+        except orjson.JSONDecodeError:
+            self._sequence(pos)
+        else:
+            self._add(value, pos, len(self._body))
+        return self._records
+
+    def _sequence(self, pos: int) -> None:
+        """Frame several top-level values starting at byte `pos`."""
+        end = len(self._body)
+        slow_until = pos
+        while pos < end:
+            if pos >= slow_until:
+                boundary = _BOUNDARY.search(self._body, pos)
+                stop = boundary.start() + 1 if boundary else end
+                try:
+                    value = orjson.loads(self._view[pos:stop])
+                except orjson.JSONDecodeError:
+                    # Walk value by value up to this cut, so each failed piece costs its bytes only once.
+                    slow_until = stop
+                else:
+                    self._add(value, pos, stop)
+                    pos = boundary.end() - 1 if boundary else end
+                    continue
+            stop = self._value_end(pos)
+            self._add(self._parse(pos, stop), pos, stop)
+            following = _VALUE_START.search(self._body, stop)
+            pos = following.start() if following else end
+
+    def _value_end(self, pos: int) -> int:
+        """The byte offset just past the JSON value starting at byte `pos`, whatever its strings hold."""
+        if self._text is None:
+            self._text = _Text(self._body)
+        text = self._text
+        start = text.char_of(pos)
+        try:
+            _, end = _SCANNER.raw_decode(text.text, start)
+        except RecursionError as exc:
+            raise self._too_deep(pos) from exc
+        except json.JSONDecodeError as exc:
+            if exc.pos == start:
+                raise FramingError("expected a JSON object or array", offset=pos) from exc
+            if exc.pos >= len(text.text) or exc.msg.startswith("Unterminated string"):
+                kind = {ord("{"): "object", ord("["): "array"}.get(self._body[pos], "value")
+                raise FramingError(
+                    f"truncated JSON {kind}: the body ends before the {kind} starting here is closed", offset=pos
+                ) from exc
+            raise FramingError(f"invalid JSON: {exc.msg}", offset=text.byte_of(exc.pos)) from exc
+        return text.byte_of(end)
+
+    def _parse(self, pos: int, stop: int) -> object:
+        """Parse exactly one value with orjson, so the slow path accepts and returns what the fast one does."""
+        try:
+            return orjson.loads(self._view[pos:stop])
+        except orjson.JSONDecodeError as exc:
+            if "depth" in exc.msg:
+                raise self._too_deep(pos) from exc
+            try:
+                self._body[pos:stop].decode("utf-8")
+            except UnicodeDecodeError as bad:
+                raise FramingError(f"invalid UTF-8 ({bad.reason})", offset=pos + bad.start) from exc
+            # orjson counts characters; the offset is in bytes.
+            raise FramingError(f"invalid JSON: {exc.msg}", offset=pos + len(exc.doc[: exc.pos].encode())) from exc
+
+    def _add(self, value: object, start: int, stop: int) -> None:
+        """Keep the records of the top-level value `body[start:stop]`, enforcing both limits."""
+        if isinstance(value, list):
+            records, wrapping = value, 1
+        elif isinstance(value, dict):
+            logs = value.get("logs")
+            if isinstance(logs, list) and "event" not in value:
+                records, wrapping = logs, 2
+            else:
+                records, wrapping = [value], 0
+        else:
+            kind = "null" if value is None else _SCALAR_NAMES[type(value)]
+            raise FramingError(f"expected a JSON object or array, not {kind}", offset=start)
+        self._records.extend(records)
+        # An empty array still takes a slot, so a body of `[]`s cannot keep framing busy for free.
+        self._slots += len(records) or 1
+        if self._slots > self._max_records:
+            raise TooManyRecords(
+                f"the body holds more than {self._max_records} records (max_records); "
+                "send smaller batches or raise max_records"
+            )
+        # Each level needs its own opening bracket, so a value with few brackets is shallow enough.
+        # A wrapper adds levels above its records (its other keys are held to the same bound).
+        limit = self._max_depth + wrapping
+        brackets = self._body.count(b"{", start, stop) + self._body.count(b"[", start, stop)
+        if brackets > limit and _depth(self._body[start:stop]) > limit:
+            raise self._too_deep(start)
+
+    def _too_deep(self, offset: int) -> NestingTooDeep:
+        return NestingTooDeep(
+            f"a record is nested deeper than {self._max_depth} levels (max_depth); flatten it or raise max_depth",
+            offset=offset,
+        )
+
+
+def _depth(value: bytes) -> int:
+    """How deeply one valid JSON value nests, read from its bytes in a few C-speed passes, without recursion.
+
+    Once escaped backslashes and quotes are gone, every quote opens or closes a string. Keeping only
+    brackets and quotes, then dropping what lies between quotes, leaves the brackets that structure the
+    value. Dropping each `""` first (a string without brackets, or one string's end next to the next
+    one's start) keeps the quotes paired, so the regex only runs when some string holds a bracket.
+    """
+    if b"\\" in value:
+        value = value.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = value.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in skeleton:
+        skeleton = _QUOTED.sub(b"", skeleton)
+    # An opening bracket weighs 2 and a closing one 0: after n brackets, the running sum minus n is the depth.
+    return max(map(sub, accumulate(skeleton.translate(_WEIGHTS)), count(1)), default=0)
+
+
+class _Text:
+    """The body as str for json's scanner, with a cursor converting between char and byte offsets.
+
+    Decoding with surrogateescape maps every byte sequence to text, keeping each invalid byte one
+    character (orjson then refuses it with an exact offset). Framing only moves forward, so the cursor
+    only moves forward, and all conversions together cost one pass over the body.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self.text = body.decode("utf-8", "surrogateescape")
+        self._body = body
+        # Without multi-byte characters, char and byte offsets coincide.
+        self._same = len(self.text) == len(body)
+        self._char = 0
+        self._byte = 0
+
+    def char_of(self, byte: int) -> int:
+        if self._same:
+            return byte
+        self._char += len(self._body[self._byte : byte].decode("utf-8", "surrogateescape"))
+        self._byte = byte
+        return self._char
+
+    def byte_of(self, char: int) -> int:
+        if self._same:
+            return char
+        self._byte += len(self.text[self._char : char].encode("utf-8", "surrogateescape"))
+        self._char = char
+        return self._byte
