@@ -9,6 +9,8 @@ turns an `IngestError` into its answer, so this module is the whole error table:
     ├── AuthError
     │   ├── MissingToken               401     2    Token is required
     │   └── InvalidToken               401     4    Invalid authorization
+    ├── LogTypeNotAllowed              403     7    Incorrect index (the source may not post this log type)
+    ├── BodyTimeout                    408     6    Request timeout (the body was not received in time)
     ├── PayloadTooLarge                413     6    Request entity too large
     │   ├── BodyTooLarge                            (raw body over max_body_bytes)
     │   ├── DecompressedTooLarge                    (decoded body over max_decompressed_bytes)
@@ -18,7 +20,9 @@ turns an `IngestError` into its answer, so this module is the whole error table:
     │   ├── DecodeError                             (corrupt or truncated gzip/zstd/deflate)
     │   ├── FramingError                            (not JSON, truncated, wrong top-level value)
     │   └── NestingTooDeep                          (JSON nested deeper than max_depth)
-    └── StorageUnavailable             503     9    Server is busy
+    └── ServerBusy                     503     9    Server is busy (+ Retry-After)
+        ├── StorageUnavailable                      (the data directory cannot be written)
+        └── Overloaded                              (max_concurrent_requests already in progress)
 
 Each class carries a short machine-readable `reason`, used as the metric label.
 """
@@ -120,11 +124,27 @@ class NestingTooDeep(InvalidData):
     reason = "nesting_too_deep"
 
 
-class StorageUnavailable(IngestError):
+class LogTypeNotAllowed(IngestError):
+    status = 403
+    hec_code = 7
+    text = "Incorrect index"
+    reason = "log_type_not_allowed"
+
+
+class BodyTimeout(IngestError):
+    status = 408
+    hec_code = 6
+    text = "Request timeout"
+    reason = "body_timeout"
+
+
+class ServerBusy(IngestError):
+    """Nothing was acknowledged; the sender should retry after `Retry-After` seconds."""
+
     status = 503
     hec_code = 9
     text = "Server is busy"
-    reason = "storage_unavailable"
+    reason = "busy"
 
     def __init__(self, detail: str, *, retry_after: int = 5) -> None:
         super().__init__(detail)
@@ -132,3 +152,14 @@ class StorageUnavailable(IngestError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class StorageUnavailable(ServerBusy):
+    reason = "storage_unavailable"
+
+
+class Overloaded(ServerBusy):
+    reason = "overloaded"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retry_after=1)

@@ -13,39 +13,52 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from app import __version__
-from app.auth import TokenChecker
+from app.auth import Authenticator
 from app.errors import AuthError, IngestError, StorageUnavailable
 from app.middleware import AccessLogMiddleware
-from app.observability import AUTH_FAILURES, REJECTIONS, STORAGE_ERRORS, log_event
-from app.routes import router
+from app.observability import AUTH_FAILURES, REJECTIONS, STORAGE_ERRORS, configure_logging, log_event
+from app.routes import add_ingest_routes, router
 from app.settings import Settings
 from app.storage.local import LocalStorage
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application; raises `ValueError`/`OSError` naming the problem when tokens cannot be loaded."""
     settings = settings or Settings()
-    tokens = TokenChecker(settings.all_tokens())
+    authenticator = Authenticator(settings.effective_sources())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.storage = LocalStorage(settings.data_dir)
         log_event(logging.INFO, "started", version=__version__, data_dir=str(settings.data_dir))
         yield
+        # Every acknowledged row was fsynced before its answer: there is nothing left to flush.
+        log_event(logging.INFO, "stopped")
 
     app = FastAPI(title="tailscribe", version=__version__, lifespan=lifespan)
     app.state.settings = settings
-    app.state.tokens = tokens
+    app.state.authenticator = authenticator
+    app.state.inflight = 0
+    add_ingest_routes(app, authenticator.sources)
     app.include_router(router)
     app.add_exception_handler(IngestError, handle_ingest_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, handle_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, handle_unexpected_error)
-    known_paths = frozenset(route.path for route in router.routes if hasattr(route, "path"))
+    known_paths = frozenset(route.path for route in app.routes if isinstance(route, APIRoute))
     app.add_middleware(AccessLogMiddleware, known_paths=known_paths)
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """Factory for uvicorn's worker processes: settings from the environment the CLI exported."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 async def handle_ingest_error(request: Request, exc: IngestError) -> JSONResponse:

@@ -14,7 +14,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.observability import REQUESTS, log_event
+from app.observability import REQUEST_DURATION, REQUESTS, log_event
 
 QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", "/services/collector/health"})
 """Probed every few seconds by orchestrators: logged at debug level only."""
@@ -50,7 +50,9 @@ class AccessLogMiddleware:
             path = scope["path"]
             # Scanners probe endless paths; only known routes become metric labels.
             route = path if path in self.known_paths else "unmatched"
+            duration = time.perf_counter() - started
             REQUESTS.labels(route, str(status)).inc()
+            REQUEST_DURATION.labels(route).observe(duration)
             fields = {key: state[key] for key in LOGGED_STATE if key in state}
             log_event(
                 logging.DEBUG if path in QUIET_PATHS and status < 500 else logging.INFO,
@@ -59,7 +61,7 @@ class AccessLogMiddleware:
                 method=scope["method"],
                 route=route,
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(duration * 1000, 2),
                 user_agent=_header(scope, b"user-agent"),
                 **fields,
             )

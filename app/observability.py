@@ -1,22 +1,37 @@
 """What an operator sees: Prometheus metrics and one JSON log line per request.
 
-Metrics use prometheus-client's default registry (https://prometheus.github.io/client_python/),
-exposed at `GET /metrics`. Log lines are JSON objects on stderr (one per request, plus one per
-rejection with its reason), human-readable when stderr is a terminal. Neither ever carries a
+Metrics use prometheus-client (https://prometheus.github.io/client_python/), exposed at
+`GET /metrics`. With several worker processes the CLI sets `PROMETHEUS_MULTIPROC_DIR` before the
+workers start, each worker writes its values there, and `/metrics`, whichever worker answers,
+sums them all (prometheus-client's multiprocess mode). Log lines are JSON objects on stderr (one
+per request, with the rejection reason when there is one), human-readable on a terminal. Neither ever carries a
 token or a record's contents: tokens are not passed here at all, and records are only counted.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter("tailscribe_requests", "HTTP requests answered, by route and status code.", ["route", "code"])
+REQUEST_DURATION = Histogram(
+    "tailscribe_request_duration_seconds",
+    "Time from request start to the end of the answer, by route.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+REQUEST_BYTES = Counter(
+    "tailscribe_request_bytes", "Request body bytes received on the wire, by Content-Encoding.", ["encoding"]
+)
+INFLIGHT = Gauge("tailscribe_inflight_requests", "Ingest requests being processed now.", multiprocess_mode="livesum")
 RECORDS = Counter(
     "tailscribe_records", "Records received, by log type and outcome (accepted/quarantined).", ["log_type", "outcome"]
 )
@@ -26,6 +41,11 @@ VALIDATION_ERRORS = Counter(
 AUTH_FAILURES = Counter("tailscribe_auth_failures", "Requests refused for authentication, by reason.", ["reason"])
 REJECTIONS = Counter("tailscribe_rejected_requests", "Requests refused as a whole, by reason.", ["reason"])
 STORAGE_ERRORS = Counter("tailscribe_storage_errors", "Writes to the data directory that failed.", [])
+STORAGE_WRITE = Histogram(
+    "tailscribe_storage_write_seconds",
+    "Time to make one request's rows durable (write + fsync).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 logger = logging.getLogger("tailscribe")
 
@@ -54,10 +74,18 @@ class HumanFormatter(logging.Formatter):
         return f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()} {fields}".rstrip()
 
 
-def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
-    """Send tailscribe's and uvicorn's logs to stderr, JSON unless stderr is a terminal."""
-    if json_lines is None:
-        json_lines = not sys.stderr.isatty()
+def metrics_text() -> bytes:
+    """The Prometheus exposition of this process, or of every worker in multiprocess mode."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def configure_logging(level: str, log_format: str = "auto") -> None:
+    """Send tailscribe's and uvicorn's logs to stderr: JSON lines, or human text on a terminal."""
+    json_lines = not sys.stderr.isatty() if log_format == "auto" else log_format == "json"
     formatter = JsonFormatter() if json_lines else HumanFormatter()
     formatter.converter = time.gmtime  # timestamps in UTC, like every time in a row
     handler = logging.StreamHandler(sys.stderr)

@@ -2,25 +2,30 @@
 
 Endpoints and answers follow the contract in docs/architecture.md; ingest answers are Splunk HEC
 JSON (https://docs.splunk.com/Documentation/Splunk/latest/Data/TroubleshootHTTPEventCollector).
+Each source with a `path_prefix` also gets its own three ingest routes, open to its tokens only.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from app.auth import TokenChecker
-from app.errors import StorageUnavailable
+from app.auth import Authenticator, Source
+from app.errors import BodyTimeout, InvalidToken, LogTypeNotAllowed, Overloaded, StorageUnavailable
 from app.ingest.body import read_capped
+from app.ingest.decoders import SUPPORTED_DECODERS
 from app.ingest.pipeline import RequestContext, process_request
+from app.observability import INFLIGHT, REQUEST_BYTES, metrics_text
 from app.settings import Settings
 from app.storage import Storage
-from app.types import LogType
+from app.types import PANTHER_LOG_TYPES, LogType
 
 router = APIRouter()
 
@@ -35,32 +40,69 @@ INGEST_OPENAPI: Final[dict[str, Any]] = {
 KEPT_HEADERS: Final = ("user-agent", "content-type", "content-encoding", "content-length", "transfer-encoding")
 """Request headers stored beside a rejected body; Authorization is never among them."""
 
+INGEST_ROUTES: Final[tuple[tuple[str, LogType | None, str], ...]] = (
+    ("/audit", "audit", "Receive Tailscale.Audit records"),
+    ("/network", "network", "Receive Tailscale.Network records"),
+    ("/services/collector/event", None, "Splunk HEC: the log type is told by each record's shape"),
+)
+"""Path suffix, log type (None: by shape) and summary of each ingest route."""
+DEFAULT_PREFIX: Final = "/v1/tailscale"
 
-async def ingest(request: Request, log_type: LogType | None) -> JSONResponse:
+
+def encoding_label(header: str | None) -> str:
+    """A bounded metric label for a Content-Encoding header: senders choose the header freely."""
+    if not header:
+        return "none"
+    value = header.strip().lower()
+    return value if value in SUPPORTED_DECODERS else "other"
+
+
+async def ingest(request: Request, log_type: LogType | None, *, only_source: str | None = None) -> JSONResponse:
     """Authenticate, read, process and store one request; answer only once it is durable."""
     settings: Settings = request.app.state.settings
-    tokens: TokenChecker = request.app.state.tokens
-    storage: Storage = request.app.state.storage
-    tokens.check(request.headers.get("authorization"))
-    request.state.source_id = settings.source_id
+    authenticator: Authenticator = request.app.state.authenticator
+    source = authenticator.authenticate(request.headers.get("authorization"))
+    request.state.source_id = source.id
+    if only_source is not None and source.id != only_source:
+        raise InvalidToken(f"this URL belongs to source {only_source!r}; the token is another source's")
+    if log_type is not None and log_type not in source.log_types:
+        raise LogTypeNotAllowed(f"source {source.id!r} may not post {PANTHER_LOG_TYPES[log_type]} records")
+    if request.app.state.inflight >= settings.max_concurrent_requests:
+        raise Overloaded(f"{settings.max_concurrent_requests} requests are already in progress; retry shortly")
+    request.app.state.inflight += 1
+    INFLIGHT.inc()
     try:
-        raw = await read_capped(
-            request.stream(), content_length=request.headers.get("content-length"), limit=settings.max_body_bytes
-        )
+        return await _receive(request, settings, source, log_type)
+    finally:
+        request.app.state.inflight -= 1
+        INFLIGHT.dec()
+
+
+async def _receive(request: Request, settings: Settings, source: Source, log_type: LogType | None) -> JSONResponse:
+    content_encoding = request.headers.get("content-encoding")
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            raw = await read_capped(
+                request.stream(), content_length=request.headers.get("content-length"), limit=settings.max_body_bytes
+            )
+    except TimeoutError as exc:
+        raise BodyTimeout(f"the body was not received within body_timeout ({settings.body_timeout:g} s)") from exc
     except ClientDisconnect:
         # Nobody is left to answer; the log line and the metric are all that remain of it.
         request.state.reason = "client_disconnected"
         return JSONResponse({"text": "Client disconnected", "code": 6}, status_code=400)
+    REQUEST_BYTES.labels(encoding_label(content_encoding)).inc(len(raw))
     request.state.bytes = len(raw)
     ctx = RequestContext(
         request_id=request.state.request_id,
         log_type=log_type,
-        source_id=settings.source_id,
-        source_label=settings.source_label,
-        content_encoding=request.headers.get("content-encoding"),
+        source_id=source.id,
+        source_label=source.label,
+        allowed_log_types=source.log_types,
+        content_encoding=content_encoding,
         metadata={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
     )
-    batch = await run_in_threadpool(process_request, raw, ctx, settings, storage)
+    batch = await run_in_threadpool(process_request, raw, ctx, settings, request.app.state.storage)
     request.state.accepted = len(batch.accepted)
     request.state.quarantined = len(batch.quarantined)
     return JSONResponse(
@@ -68,21 +110,28 @@ async def ingest(request: Request, log_type: LogType | None) -> JSONResponse:
     )
 
 
-@router.post("/v1/tailscale/audit", openapi_extra=INGEST_OPENAPI, summary="Receive Tailscale.Audit records")
-async def audit(request: Request) -> JSONResponse:
-    return await ingest(request, "audit")
+def add_ingest_routes(app: FastAPI, sources: list[Source]) -> None:
+    """The shared ingest routes, then each prefixed source's own."""
+    prefixes: list[tuple[str, str | None]] = [(DEFAULT_PREFIX, None)]
+    prefixes += [(source.path_prefix, source.id) for source in sources if source.path_prefix]
+    for prefix, only_source in prefixes:
+        for suffix, log_type, summary in INGEST_ROUTES:
+            path = suffix if suffix.startswith("/services") and only_source is None else prefix + suffix
+            app.add_api_route(
+                path,
+                _endpoint(log_type, only_source),
+                methods=["POST"],
+                summary=summary,
+                openapi_extra=INGEST_OPENAPI,
+                name=f"{only_source or 'shared'}:{path}",
+            )
 
 
-@router.post("/v1/tailscale/network", openapi_extra=INGEST_OPENAPI, summary="Receive Tailscale.Network records")
-async def network(request: Request) -> JSONResponse:
-    return await ingest(request, "network")
+def _endpoint(log_type: LogType | None, only_source: str | None) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def endpoint(request: Request) -> JSONResponse:
+        return await ingest(request, log_type, only_source=only_source)
 
-
-@router.post(
-    "/services/collector/event", openapi_extra=INGEST_OPENAPI, summary="Splunk HEC: log type told by each record"
-)
-async def hec_event(request: Request) -> JSONResponse:
-    return await ingest(request, None)
+    return endpoint
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -107,4 +156,4 @@ async def hec_health() -> dict[str, str | int]:
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)

@@ -1,21 +1,97 @@
 """The one declaration of every tailscribe option.
 
-Options come from keyword arguments (the CLI's flags), then environment variables `TAILSCRIBE_*`,
-then defaults (pydantic-settings: https://docs.pydantic.dev/latest/concepts/pydantic_settings/).
-Secrets are `SecretStr`, so printing or logging a `Settings` never shows a token.
+Options come, highest precedence first, from keyword arguments (the CLI's flags), environment
+variables `TAILSCRIBE_*`, a TOML file (`--config` / `TAILSCRIBE_CONFIG`), then defaults
+(pydantic-settings: https://docs.pydantic.dev/latest/concepts/pydantic_settings/). Secrets are
+`SecretStr`, so printing or logging a `Settings` never shows a token.
+
+Sources: each Tailscale tailnet (or team) posting here is a `[[sources]]` table with its own id,
+label, log types and tokens. Without any, the top-level `token`/`token_file`/`source_id`/
+`source_label` describe the one default source, which is all a single-tailnet setup needs.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from app.types import LOG_TYPES, LogType
 
 MiB = 1024 * 1024
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "json", "human"]
+
+TOKEN_HASH_PREFIX = "sha256:"
+_TOKEN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+_PATH_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+Tokens = Annotated[list[SecretStr], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    """Accept `a,b` (environment variables, flags) as well as a list (TOML, code)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class SourceConfig(BaseModel):
+    """One sender: who it is in rows, what it may post, and the tokens that prove it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="Written to its rows as p_source_id.")
+    label: str = Field("", description="Written to its rows as p_source_label; the id when empty.")
+    log_types: list[LogType] = Field(default_factory=lambda: list(LOG_TYPES), description="Log types it may post.")
+    tokens: Tokens = Field(
+        default_factory=list, description="Its tokens: plain, or `sha256:<hex>` so the file holds no secret."
+    )
+    token_env: list[str] = Field(default_factory=list, description="Environment variables holding more tokens.")
+    token_files: list[Path] = Field(default_factory=list, description="Files holding more tokens, one per line.")
+    path_prefix: str | None = Field(
+        None,
+        description="Extra URL prefix only this source may post to: `<prefix>/audit`, `<prefix>/network`, "
+        "`<prefix>/services/collector/event`.",
+    )
+
+    _split_tokens = field_validator("tokens", mode="before")(_split_commas)
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not _PATH_PREFIX.fullmatch(value):
+            raise ValueError("must look like /v1/tailscale/<name>: slash-separated, no trailing slash")
+        return value
+
+    def resolved_tokens(self) -> list[str]:
+        """Every token of the source, from all three places; `sha256:` entries stay hashed."""
+        tokens = [secret.get_secret_value() for secret in self.tokens]
+        for name in self.token_env:
+            value = os.environ.get(name)
+            if not value:
+                raise ValueError(f"source {self.id!r}: token_env variable {name} is not set")
+            tokens += _split_commas(value)  # type: ignore[arg-type]
+        for path in self.token_files:
+            tokens += read_token_file(path)
+        if not tokens:
+            raise ValueError(f"source {self.id!r} has no token: set tokens, token_env or token_files")
+        for token in tokens:
+            if token.lower().startswith(TOKEN_HASH_PREFIX) and not is_token_hash(token):
+                raise ValueError(f"source {self.id!r}: a token starting with sha256: must be followed by 64 hex digits")
+        return tokens
 
 
 class Settings(BaseSettings):
@@ -23,43 +99,115 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TAILSCRIBE_", extra="forbid", validate_default=True)
 
+    config: Path | None = Field(None, description="TOML file with more settings; the environment wins over it.")
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 to accept from other machines.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
     data_dir: Path = Field(Path("data"), description="Where the archive and the quarantine are written.")
-    token: Annotated[list[SecretStr], NoDecode] = Field(
+    token: Tokens = Field(
         default_factory=list,
-        description="Accepted tokens, comma-separated; several allow rotation without downtime.",
+        description="Tokens of the default source, comma-separated (several allow rotation); `sha256:<hex>` allowed.",
     )
     token_file: Path | None = Field(
-        None, description="File holding tokens, one per line (Docker/Kubernetes secrets); '#' starts a comment."
+        None, description="File of tokens for the default source, one per line (Docker/Kubernetes secrets)."
     )
-    source_id: str = Field("default", min_length=1, description="Written to every row as p_source_id.")
-    source_label: str = Field("tailscale", description="Written to every row as p_source_label.")
+    source_id: str = Field("default", min_length=1, description="p_source_id of the default source.")
+    source_label: str = Field("tailscale", description="p_source_label of the default source.")
+    sources: list[SourceConfig] = Field(
+        default_factory=list, description="Several sources, each with its own tokens (TOML `[[sources]]`)."
+    )
     max_body_bytes: int = Field(32 * MiB, gt=0, description="Largest request body on the wire, in bytes (413 above).")
     max_decompressed_bytes: int = Field(
         128 * MiB, gt=0, description="Largest body after decompression, in bytes (413 above)."
     )
     max_records: int = Field(100_000, gt=0, description="Most records in one request (413 above).")
     max_depth: int = Field(64, gt=1, le=900, description="Deepest JSON nesting of one record (400 above).")
+    max_concurrent_requests: int = Field(
+        64, gt=0, description="Ingest requests processed at once per worker; more are answered 503 + Retry-After."
+    )
+    body_timeout: float = Field(60.0, gt=0, description="Seconds a client may take to send a whole body (408 after).")
+    keepalive_timeout: float = Field(20.0, gt=0, description="Seconds an idle keep-alive connection stays open.")
+    shutdown_timeout: float = Field(
+        30.0, gt=0, description="Seconds in-flight requests get to finish after SIGTERM before being cut."
+    )
+    workers: int = Field(1, ge=1, le=64, description="Worker processes; metrics are summed across them.")
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain) to serve HTTPS directly.")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     log_level: LogLevel = Field("info", description="Lowest level of log lines written.")
+    log_format: LogFormat = Field("auto", description="json, human, or auto (human on a terminal, JSON otherwise).")
 
-    @field_validator("token", mode="before")
+    _split_tokens = field_validator("token", mode="before")(_split_commas)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.sources and (self.token or self.token_file):
+            raise ValueError("set either token/token_file (one default source) or [[sources]], not both")
+        ids = [source.id for source in self.sources]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"sources: ids must be unique, got {ids}")
+        prefixes = [source.path_prefix for source in self.sources if source.path_prefix]
+        if len(prefixes) != len(set(prefixes)):
+            raise ValueError(f"sources: path_prefix values must be unique, got {prefixes}")
+        return self
+
+    def effective_sources(self) -> list[SourceConfig]:
+        """The configured sources, or the default source built from the top-level options."""
+        if self.sources:
+            return self.sources
+        token_files = [self.token_file] if self.token_file else []
+        return [SourceConfig(id=self.source_id, label=self.source_label, tokens=self.token, token_files=token_files)]
+
+    def has_tokens(self) -> bool:
+        return bool(self.sources or self.token or self.token_file)
+
+    def as_environment(self) -> dict[str, str]:
+        """`TAILSCRIBE_*` variables that rebuild these settings in another process (uvicorn workers).
+
+        Secrets are revealed here, for the child's environment only. Tokens are joined with commas,
+        so a token may not contain one (generated tokens never do).
+        """
+        environment: dict[str, str] = {}
+        for name, value in self.model_dump(exclude={"config", "sources", "token"}, exclude_none=True).items():
+            environment[f"TAILSCRIBE_{name.upper()}"] = str(value)
+        environment["TAILSCRIBE_TOKEN"] = ",".join(secret.get_secret_value() for secret in self.token)
+        sources = [
+            source.model_dump(mode="json") | {"tokens": [secret.get_secret_value() for secret in source.tokens]}
+            for source in self.sources
+        ]
+        environment["TAILSCRIBE_SOURCES"] = orjson.dumps(sources).decode()
+        return environment
+
     @classmethod
-    def _split_tokens(cls, value: object) -> object:
-        """Accept `a,b` from the environment as well as a list from code."""
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config = _config_path(init_settings)
+        if config is None:
+            return init_settings, env_settings
+        if not config.is_file():
+            raise ValueError(f"config: {config} is not a readable file")
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config)
 
-    def all_tokens(self) -> list[str]:
-        """The inline tokens plus those in `token_file`, in that order."""
-        tokens = [secret.get_secret_value() for secret in self.token]
-        if self.token_file is not None:
-            tokens += read_token_file(self.token_file)
-        return tokens
+
+def _config_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    """The TOML file named by the `config` keyword, else by TAILSCRIBE_CONFIG."""
+    init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+    value = init_kwargs.get("config") or os.environ.get("TAILSCRIBE_CONFIG")
+    return Path(value) if value else None
 
 
 def read_token_file(path: Path) -> list[str]:
     """Tokens of a secrets file: one per line, blank lines and `#` comments ignored."""
     lines = path.read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def is_token_hash(token: str) -> bool:
+    """`sha256:<64 hex digits>` (either case): a token given by its hash, as `tailscribe token new` prints."""
+    return _TOKEN_HASH.fullmatch(token.lower()) is not None

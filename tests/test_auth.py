@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
 
-from app.auth import TokenChecker, extract_token
+from app.auth import Authenticator, extract_token
 from app.errors import InvalidToken, MissingToken
+from app.settings import SourceConfig
 
 
 def basic(user_and_token: str) -> str:
@@ -40,23 +42,43 @@ def test_malformed_credentials_are_invalid_token(header: str):
         extract_token(header)
 
 
-def test_checker_accepts_any_configured_token_and_refuses_others():
-    checker = TokenChecker(["old", "new"])
+def test_each_token_identifies_its_own_source():
+    authenticator = Authenticator(
+        [SourceConfig(id="corp", tokens=["old", "new"]), SourceConfig(id="lab", label="Lab", tokens=["lab-t"])]
+    )
 
-    checker.check("Bearer old")
-    checker.check("Splunk new")
+    assert authenticator.authenticate("Bearer old").id == "corp"
+    assert authenticator.authenticate("Splunk new").id == "corp"
+    assert authenticator.authenticate("Bearer lab-t").label == "Lab"
     with pytest.raises(InvalidToken):
-        checker.check("Bearer older")
+        authenticator.authenticate("Bearer older")
     with pytest.raises(InvalidToken):
-        checker.check("Bearer ol")
+        authenticator.authenticate("Bearer ol")
 
 
-def test_checker_keeps_no_plain_token():
-    checker = TokenChecker(["s3cret-value"])
+def test_a_token_configured_by_its_hash_is_accepted_but_the_hash_itself_is_not():
+    digest = "sha256:" + hashlib.sha256(b"the-real-token").hexdigest()
+    authenticator = Authenticator([SourceConfig(id="s", tokens=[digest.upper().replace("SHA256:", "sha256:")])])
 
-    assert "s3cret-value" not in repr(vars(checker))
+    assert authenticator.authenticate("Bearer the-real-token").id == "s"
+    with pytest.raises(InvalidToken):
+        authenticator.authenticate(f"Bearer {digest}")
 
 
-def test_checker_without_tokens_refuses_to_exist():
-    with pytest.raises(ValueError, match="TAILSCRIBE_TOKEN"):
-        TokenChecker(["", ""])
+def test_authenticator_keeps_no_plain_token():
+    authenticator = Authenticator([SourceConfig(id="s", tokens=["s3cret-value"])])
+
+    assert "s3cret-value" not in repr(vars(authenticator))
+
+
+def test_configuration_mistakes_are_refused_with_the_source_named(monkeypatch: pytest.MonkeyPatch):
+    with pytest.raises(ValueError, match="'a' has no token"):
+        Authenticator([SourceConfig(id="a")])
+    with pytest.raises(ValueError, match="configured twice"):
+        Authenticator([SourceConfig(id="a", tokens=["same"]), SourceConfig(id="b", tokens=["same"])])
+    with pytest.raises(ValueError, match="64 hex digits"):
+        Authenticator([SourceConfig(id="a", tokens=["sha256:abc"])])
+    with pytest.raises(ValueError, match="TS_TOKEN is not set"):
+        Authenticator([SourceConfig(id="a", token_env=["TS_TOKEN"])])
+    monkeypatch.setenv("TS_TOKEN", "x1,x2")
+    assert Authenticator([SourceConfig(id="a", token_env=["TS_TOKEN"])]).token_count("a") == 2

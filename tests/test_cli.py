@@ -14,7 +14,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Record what `uvicorn.run` is asked to serve instead of serving it."""
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(cli.uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
-    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda level, log_format: None)
     return calls
 
 
@@ -29,7 +29,7 @@ def test_serve_flags_become_settings(served: list[dict[str, Any]], tmp_path: Pat
     settings: Settings = call["app"].state.settings
     assert (call["host"], call["port"], call["loop"], call["http"]) == ("0.0.0.0", 9001, "uvloop", "httptools")
     assert settings.data_dir == tmp_path and settings.max_records == 5
-    assert settings.all_tokens() == ["a", "b"]
+    assert [t.get_secret_value() for t in settings.token] == ["a", "b"]
 
 
 def test_environment_fills_what_flags_leave_out(
@@ -42,7 +42,7 @@ def test_environment_fills_what_flags_leave_out(
 
     [call] = served
     assert call["port"] == 9002
-    assert call["app"].state.settings.all_tokens() == ["from-env"]
+    assert call["app"].state.authenticator.authenticate("Bearer from-env").id == "default"
 
 
 def test_invalid_flag_value_exits_with_config_error_naming_the_key(served, capsys: pytest.CaptureFixture[str]):
@@ -63,7 +63,8 @@ def test_without_token_a_token_file_is_created_once_and_reused(served, tmp_path:
     assert first_output.count(token) == 1
     assert token not in second_output and "using the token in" in second_output
     assert (tmp_path / "token").stat().st_mode & 0o777 == 0o600
-    assert [call["app"].state.settings.all_tokens() for call in served] == [[token], [token]]
+    for call in served:
+        assert call["app"].state.authenticator.authenticate(f"Bearer {token}").id == "default"
 
 
 def test_every_setting_has_a_flag(capsys: pytest.CaptureFixture[str]):
@@ -71,5 +72,37 @@ def test_every_setting_has_a_flag(capsys: pytest.CaptureFixture[str]):
         cli.main(["serve", "--help"])
     help_text = capsys.readouterr().out
 
-    for name in Settings.model_fields:
+    for name in Settings.model_fields.keys() - cli.NOT_FLAGS:
         assert f"--{name.replace('_', '-')}" in help_text
+
+
+def test_check_config_prints_the_effective_configuration_with_secrets_masked(tmp_path: Path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('[[sources]]\nid = "corp"\ntokens = ["very-secret", "sha256:' + "a" * 64 + '"]\n')
+
+    code = cli.main(["check-config", "--config", str(config)])
+
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_OK
+    assert "very-secret" not in out
+    assert '"tokens": 2' in out and '"id": "corp"' in out
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('max_records = "many"\n')
+
+    code = cli.main(["check-config", "--config", str(config)])
+
+    assert code == cli.EXIT_CONFIG
+    assert "max_records" in capsys.readouterr().err
+
+
+def test_token_new_prints_a_token_and_its_hash(capsys):
+    import hashlib
+
+    assert cli.main(["token", "new"]) == cli.EXIT_OK
+    lines = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines()[:2])
+    token, digest = lines["token"].strip(), lines["hash"].strip()
+    assert len(token) >= 40
+    assert digest == "sha256:" + hashlib.sha256(token.encode()).hexdigest()

@@ -21,11 +21,11 @@ from app.enrich import enrich, format_timestamp
 from app.errors import DecodeError, FramingError, NestingTooDeep
 from app.ingest.body import decode_body
 from app.ingest.framing import frame
-from app.observability import RECORDS, VALIDATION_ERRORS
+from app.observability import RECORDS, STORAGE_WRITE, VALIDATION_ERRORS
 from app.schemas import RecordInvalid, classify, validate, wrap_bare
 from app.settings import Settings
 from app.storage import Batch, RejectedBody, Storage
-from app.types import PANTHER_LOG_TYPES, LogType, Row
+from app.types import LOG_TYPES, PANTHER_LOG_TYPES, LogType, Row
 
 QUARANTINABLE_BODY_ERRORS = (DecodeError, FramingError, NestingTooDeep)
 """Whole-body failures whose raw bytes are kept for inspection. Oversized bodies are not kept:
@@ -41,6 +41,8 @@ class RequestContext:
     """The route's log type, or None on the Splunk HEC route where each record's shape tells."""
     source_id: str
     source_label: str
+    allowed_log_types: frozenset[LogType] = frozenset(LOG_TYPES)
+    """What the source may post; on the HEC route other records are quarantined, not accepted."""
     content_encoding: str | None = None
     metadata: dict[str, str] | None = None
     """Request facts kept beside a rejected body (user agent, content type); never credentials."""
@@ -65,7 +67,8 @@ def process_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
         )
         raise
     batch = build_batch(records, ctx, parse_time)
-    storage.store(batch)
+    with STORAGE_WRITE.time():
+        storage.store(batch)
     return batch
 
 
@@ -83,6 +86,9 @@ def build_batch(records: list[object], ctx: RequestContext, parse_time: datetime
                 raise RecordInvalid(
                     [{"loc": "event", "msg": "neither an audit nor a network record", "type": "unclassified"}]
                 )
+            if log_type not in ctx.allowed_log_types:
+                message = f"source {ctx.source_id!r} may not post {PANTHER_LOG_TYPES[log_type]} records"
+                raise RecordInvalid([{"loc": "event", "msg": message, "type": "log_type_not_allowed"}])
             row = validate(wrap_bare(record, log_type), log_type)
         except RecordInvalid as exc:
             batch.quarantined.append(quarantine_row(record, log_type, exc.errors, ctx, parse_time))
