@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import tomllib
@@ -91,6 +92,10 @@ def serve(settings: Settings) -> int:
         os.environ.pop("TAILSCRIBE_CONFIG", None)
         os.environ.update(settings.as_environment())
         os.environ[MULTIPROCESS_ENV] = tempfile.mkdtemp(prefix="tailscribe-metrics-")
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it
+    # found; with the default handler the process would die by the signal instead of exiting 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda signum, frame: None)
     uvicorn.run(
         "app.main:create_worker_app" if settings.workers > 1 else app,
         factory=settings.workers > 1,

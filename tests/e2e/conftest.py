@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,11 +28,14 @@ def free_port() -> int:
 class Server:
     """One receiver process: its URL, data directory and captured log output."""
 
-    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str], args: list[str]) -> None:
+    def __init__(
+        self, data_dir: Path, log_path: Path, env: dict[str, str], args: list[str], https_ca: str | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if https_ca else 'http'}://127.0.0.1:{self.port}"
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=https_ca) if https_ca else True
         self._env = env
         self._args = args
         self.process: subprocess.Popen[bytes] | None = None
@@ -47,7 +51,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5, verify=self.verify).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.05)
@@ -84,11 +88,14 @@ def make_server(tmp_path: Path) -> Iterator[MakeServer]:
     """Factory: `make_server(*cli_args, env={...})` starts a server; all are stopped afterwards."""
     servers: list[Server] = []
 
-    def factory(*args: str, env: dict[str, str] | None = None, token: str | None = TOKEN) -> Server:
+    def factory(
+        *args: str, env: dict[str, str] | None = None, token: str | None = TOKEN, https_ca: str | None = None
+    ) -> Server:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAILSCRIBE_")}
         full_env.update(env or {})
         token_args = ["--token", token] if token else []
-        server = Server(tmp_path / "data", tmp_path / f"server-{len(servers)}.log", full_env, [*token_args, *args])
+        log = tmp_path / f"server-{len(servers)}.log"
+        server = Server(tmp_path / "data", log, full_env, [*token_args, *args], https_ca=https_ca)
         servers.append(server)
         server.start()
         return server
