@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format docs clean
 
 run: $(VENV)/.installed-run
 	$(BIN)/tailscribe serve
@@ -35,3 +35,6 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+docs: $(VENV)/.installed-test
+	$(BIN)/python -m app.reference

@@ -47,6 +47,20 @@ STORAGE_WRITE = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
+METRICS: tuple[Counter | Gauge | Histogram, ...] = (
+    REQUESTS,
+    REQUEST_DURATION,
+    REQUEST_BYTES,
+    INFLIGHT,
+    RECORDS,
+    VALIDATION_ERRORS,
+    AUTH_FAILURES,
+    REJECTIONS,
+    STORAGE_ERRORS,
+    STORAGE_WRITE,
+)
+"""Every metric, for the README's generated reference."""
+
 logger = logging.getLogger("tailscribe")
 
 
