@@ -1,7 +1,7 @@
 """The `tailscribe` command: collects flags into `Settings(**overrides)` and starts things.
 
 No logic lives here beyond turning flags into settings and results into exit codes; the offline
-tools keep theirs in `app.tools`.
+tools (`validate`, `send`) keep theirs, and their flags, in `app.tools`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ from app.main import create_app
 from app.observability import MULTIPROCESS_ENV, configure_logging
 from app.settings import Settings
 from app.storage.files import durable_write
+from app.tools import send, validate
 
 EXIT_OK: Final = 0
 EXIT_CONFIG: Final = 2
 
 TOKEN_FILE_NAME: Final = "token"
+TOOLS: Final = {"validate": validate, "send": send}
+VALIDATE_HELP: Final = "frame, validate and enrich files offline; exit 1 if any record fails"
+SEND_HELP: Final = "replay files of records to a receiver in batches, with retries"
 NOT_FLAGS: Final = frozenset({"sources"})
 """Settings too structured for a flag: TOML `[[sources]]` or TAILSCRIBE_SOURCES (JSON)."""
 CONFIG_ERRORS: Final = (ValidationError, ValueError, OSError, tomllib.TOMLDecodeError)
@@ -42,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "token":
         return token_new()
+    if args.command in TOOLS:
+        return TOOLS[args.command].run(args)
     overrides = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
     try:
         settings = Settings(**overrides)
@@ -66,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
             serve_parser.add_argument(
                 f"--{name.replace('_', '-')}", dest=name, metavar=name.upper(), help=field.description
             )
+    for name, help_text in (("validate", VALIDATE_HELP), ("send", SEND_HELP)):
+        TOOLS[name].add_arguments(commands.add_parser(name, help=help_text, description=help_text))
     token_parser = commands.add_parser("token", help="token helpers")
     token_commands = token_parser.add_subparsers(dest="token_command", required=True)
     token_commands.add_parser("new", help="print a new random token and the sha256: hash to configure instead of it")
