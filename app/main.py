@@ -23,6 +23,8 @@ from app.middleware import AccessLogMiddleware
 from app.observability import AUTH_FAILURES, REJECTIONS, STORAGE_ERRORS, configure_logging, log_event
 from app.routes import add_ingest_routes, router
 from app.settings import Settings
+from app.status import StatusBoard, record_outcome
+from app.status import router as status_router
 from app.storage.local import LocalStorage
 
 
@@ -43,8 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.inflight = 0
+    app.state.status = StatusBoard()
     add_ingest_routes(app, authenticator.sources)
     app.include_router(router)
+    app.include_router(status_router)
     app.add_exception_handler(IngestError, handle_ingest_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, handle_http_error)  # type: ignore[arg-type]
@@ -63,6 +67,7 @@ def create_worker_app() -> FastAPI:
 
 async def handle_ingest_error(request: Request, exc: IngestError) -> JSONResponse:
     """The one place an `IngestError` becomes its status, HEC body, metric and log fields."""
+    record_outcome(request, status=exc.status)
     request.state.reason = exc.reason
     request.state.detail = exc.detail
     if isinstance(exc, AuthError):

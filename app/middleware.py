@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observability import REQUEST_DURATION, REQUESTS, log_event
 
-QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", "/services/collector/health"})
-"""Probed every few seconds by orchestrators: logged at debug level only."""
+QUIET_PATHS: Final = frozenset({"/", "/healthz", "/readyz", "/metrics", "/services/collector/health"})
+"""Probed every few seconds by orchestrators (and the status page refreshes itself): debug level only."""
 
 LOGGED_STATE: Final = ("source_id", "accepted", "quarantined", "bytes", "reason", "detail")
 

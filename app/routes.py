@@ -24,6 +24,7 @@ from app.ingest.decoders import SUPPORTED_DECODERS
 from app.ingest.pipeline import RequestContext, process_request
 from app.observability import INFLIGHT, REQUEST_BYTES, metrics_text
 from app.settings import Settings
+from app.status import record_outcome
 from app.storage import Storage
 from app.types import PANTHER_LOG_TYPES, LogType
 
@@ -61,6 +62,7 @@ async def ingest(request: Request, log_type: LogType | None, *, only_source: str
     """Authenticate, read, process and store one request; answer only once it is durable."""
     settings: Settings = request.app.state.settings
     authenticator: Authenticator = request.app.state.authenticator
+    request.state.log_type = log_type
     source = authenticator.authenticate(request.headers.get("authorization"))
     request.state.source_id = source.id
     if only_source is not None and source.id != only_source:
@@ -105,6 +107,7 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
     batch = await run_in_threadpool(process_request, raw, ctx, settings, request.app.state.storage)
     request.state.accepted = len(batch.accepted)
     request.state.quarantined = len(batch.quarantined)
+    record_outcome(request, status=200)
     return JSONResponse(
         {"text": "Success", "code": 0, "accepted": len(batch.accepted), "quarantined": len(batch.quarantined)}
     )
