@@ -1,0 +1,143 @@
+"""The sink plugin contract: how rows leave the journal for archives, object stores, NATS, HTTP.
+
+Modelled on Vector's sinks (https://vector.dev/docs/about/under-the-hood/architecture/): a sink
+only delivers a batch it is given, and raises if it could not. The runner (`app.sinks.runner`)
+owns everything else: reading the journal, batching, retries with backoff, and the checkpoint,
+which advances only after `write` returned (Vector's finalization rule). A sink can therefore stay
+small, and a row is never skipped: a failed batch is retried until it is delivered.
+
+Sinks are found by `type` name: the built-ins in `BUILTIN_SINKS`, third parties through the
+entry-point group `tailscribe.sinks` (`[project.entry-points."tailscribe.sinks"] mysink =
+"mypkg.sink:MySink"`), looked up lazily so a missing optional dependency only matters to the sink
+that needs it (fsspec's registry shape).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Final, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.types import LOG_TYPES, LogType, Row
+
+ENTRY_POINT_GROUP: Final = "tailscribe.sinks"
+
+BUILTIN_SINKS: Final[dict[str, str]] = {
+    "archive": "app.sinks.archive:ArchiveSink",
+    "objectstore": "app.sinks.objectstore:ObjectStoreSink",
+    "nats": "app.sinks.nats:NatsSink",
+    "http": "app.sinks.http:HttpSink",
+    "stdout": "app.sinks.stdout:StdoutSink",
+}
+
+INSTALL_HINTS: Final[dict[str, str]] = {
+    "objectstore": "pip install 'tailscribe[objectstore]'",
+    "nats": "pip install 'tailscribe[nats]'",
+}
+
+
+class SinkError(Exception):
+    """Delivery failed in a way retrying will not fix soon (bad credentials, a refused payload).
+
+    The runner still retries (a row is never skipped), but slower and logging at error level, so
+    an operator can fix the cause while the journal holds the rows.
+    """
+
+
+class RetryableSinkError(SinkError):
+    """Delivery failed for a passing reason (timeout, 5xx, connection refused): retry soon.
+
+    `retry_after` carries the receiving end's own wish (HTTP `Retry-After`), which the runner
+    honours instead of its backoff when given.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SinkConfig(BaseModel):
+    """Options every sink has; a sink's own options live in its subclass of this model.
+
+    Subclasses keep `extra="forbid"`, so a misspelt option fails at start naming the key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Which sink: archive, objectstore, nats, http, stdout, or an entry-point name.")
+    name: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Unique name; its checkpoint is kept under it. Defaults to the type.",
+    )
+    log_types: list[LogType] = Field(default_factory=lambda: list(LOG_TYPES), description="Log types it receives.")
+    batch_max_records: int = Field(5_000, gt=0, description="Most rows handed to one write.")
+    batch_max_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Most row bytes handed to one write.")
+    batch_max_age: float = Field(
+        0.0, ge=0, description="Seconds to wait for a batch to fill before writing it anyway; 0 writes at once."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SinkBatch:
+    """Rows for one `write`, in journal order.
+
+    `first_seq` is the journal sequence number of the first row the batch was read from: the same
+    rows replayed after a restart carry the same `first_seq`, so a sink can make a retried write
+    idempotent (the archive truncates back; object keys and NATS message ids use row ids).
+    """
+
+    rows: list[Row]
+    first_seq: int
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """What the runner calls. `config_model` validates the sink's `[[sinks]]` table."""
+
+    config_model: ClassVar[type[SinkConfig]]
+
+    async def start(self) -> None:
+        """Connect, create what is missing; raise `SinkError` when it cannot work at all."""
+
+    async def write(self, batch: SinkBatch) -> None:
+        """Deliver every row of `batch` durably, or raise `RetryableSinkError` / `SinkError`."""
+
+    async def close(self) -> None:
+        """Flush and disconnect; called once, also after a failed start."""
+
+
+def sink_class(kind: str) -> type[Sink]:
+    """The class registered for `kind`, imported on first use with an install hint if it cannot be."""
+    target = BUILTIN_SINKS.get(kind) or discover_sinks().get(kind)
+    if target is None:
+        known = ", ".join(sorted(BUILTIN_SINKS.keys() | discover_sinks().keys()))
+        raise ValueError(f"sinks: unknown sink type {kind!r}; known types: {known}")
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = INSTALL_HINTS.get(kind, f"install the package providing {module_name}")
+        raise ValueError(f"sinks: the {kind!r} sink needs a missing package ({exc.name}): {hint}") from exc
+    cls: type[Sink] = getattr(module, attribute)
+    return cls
+
+
+def discover_sinks() -> dict[str, str]:
+    """Third-party sinks declared in the `tailscribe.sinks` entry-point group, by name."""
+    return {entry.name: entry.value for entry in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def build_sink(options: dict[str, Any]) -> tuple[SinkConfig, Sink]:
+    """Validate one `[[sinks]]` table with its sink's own model, then construct the sink."""
+    kind = options.get("type")
+    if not isinstance(kind, str):
+        raise ValueError("sinks: every sink needs a type")
+    cls = sink_class(kind)
+    config = cls.config_model.model_validate(options)
+    if not config.name:
+        config = config.model_copy(update={"name": kind})
+    return config, cls(config)  # type: ignore[call-arg]
