@@ -37,8 +37,8 @@ TOKEN_FILE_NAME: Final = "token"
 TOOLS: Final = {"validate": validate, "send": send}
 VALIDATE_HELP: Final = "frame, validate and enrich files offline; exit 1 if any record fails"
 SEND_HELP: Final = "replay files of records to a receiver in batches, with retries"
-NOT_FLAGS: Final = frozenset({"sources"})
-"""Settings too structured for a flag: TOML `[[sources]]` or TAILSCRIBE_SOURCES (JSON)."""
+NOT_FLAGS: Final = frozenset({"sources", "sinks"})
+"""Settings too structured for a flag: TOML `[[sources]]`/`[[sinks]]` or TAILSCRIBE_SOURCES/_SINKS (JSON)."""
 CONFIG_ERRORS: Final = (ValidationError, ValueError, OSError, tomllib.TOMLDecodeError)
 
 

@@ -19,10 +19,14 @@ from starlette.exceptions import HTTPException
 from app import __version__
 from app.auth import Authenticator
 from app.errors import AuthError, IngestError, StorageUnavailable
+from app.journal import Journal
+from app.journal.checkpoints import CheckpointStore, Slot
 from app.middleware import AccessLogMiddleware
 from app.observability import AUTH_FAILURES, REJECTIONS, STORAGE_ERRORS, configure_logging, log_event
 from app.routes import add_ingest_routes, router
 from app.settings import Settings
+from app.sinks import build_sinks
+from app.sinks.runner import SinkGroup, SinkRunner
 from app.status import StatusBoard, record_outcome
 from app.status import router as status_router
 from app.storage.local import LocalStorage
@@ -32,14 +36,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The application; raises `ValueError`/`OSError` naming the problem when tokens cannot be loaded."""
     settings = settings or Settings()
     authenticator = Authenticator(settings.effective_sources())
+    sinks = build_sinks(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.storage = LocalStorage(settings.data_dir)
-        log_event(logging.INFO, "started", version=__version__, data_dir=str(settings.data_dir))
-        yield
-        # Every acknowledged row was fsynced before its answer: there is nothing left to flush.
-        log_event(logging.INFO, "stopped")
+        slot = Slot(settings.data_dir / "journal")
+        journal = Journal(
+            slot.directory,
+            segment_bytes=settings.journal_segment_bytes,
+            max_bytes=settings.journal_max_bytes,
+            retention=settings.journal_retention,
+        )
+        checkpoints = CheckpointStore(slot.directory / "checkpoints")
+        group = SinkGroup([SinkRunner(config, sink, journal, checkpoints) for config, sink in sinks], journal)
+        app.state.storage = LocalStorage(settings.data_dir, journal)
+        group.start()
+        log_event(
+            logging.INFO,
+            "started",
+            version=__version__,
+            data_dir=str(settings.data_dir),
+            journal_slot=slot.number,
+            sinks=[config.name for config, _ in sinks],
+        )
+        try:
+            yield
+        finally:
+            # Acknowledged rows are already in the journal; this only lets sinks deliver what they hold.
+            await group.stop(timeout=settings.shutdown_timeout)
+            journal.close()
+            slot.release()
+            log_event(logging.INFO, "stopped")
 
     app = FastAPI(title="tailscribe", version=__version__, lifespan=lifespan)
     app.state.settings = settings

@@ -47,6 +47,25 @@ STORAGE_WRITE = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
+JOURNAL_BYTES = Gauge("tailscribe_journal_bytes", "Bytes held in the journal.", multiprocess_mode="livesum")
+JOURNAL_SEGMENTS = Gauge("tailscribe_journal_segments", "Segment files in the journal.", multiprocess_mode="livesum")
+SINK_ROWS = Counter("tailscribe_sink_rows", "Rows delivered by each sink.", ["sink"])
+SINK_ERRORS = Counter(
+    "tailscribe_sink_errors", "Failed sink starts and writes (each retried), by sink and kind.", ["sink", "kind"]
+)
+SINK_LAG_RECORDS = Gauge(
+    "tailscribe_sink_lag_records",
+    "Rows in the journal the sink has not delivered yet.",
+    ["sink"],
+    multiprocess_mode="livesum",
+)
+SINK_LAG_SECONDS = Gauge(
+    "tailscribe_sink_lag_seconds",
+    "Age of the oldest row the sink holds undelivered; 0 when it holds none.",
+    ["sink"],
+    multiprocess_mode="livemax",
+)
+
 METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     REQUESTS,
     REQUEST_DURATION,
@@ -58,6 +77,12 @@ METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     REJECTIONS,
     STORAGE_ERRORS,
     STORAGE_WRITE,
+    JOURNAL_BYTES,
+    JOURNAL_SEGMENTS,
+    SINK_ROWS,
+    SINK_ERRORS,
+    SINK_LAG_RECORDS,
+    SINK_LAG_SECONDS,
 )
 """Every metric, for the README's generated reference."""
 

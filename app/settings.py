@@ -130,6 +130,17 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds in-flight requests get to finish after SIGTERM before being cut."
     )
     workers: int = Field(1, ge=1, le=64, description="Worker processes; metrics are summed across them.")
+    journal_max_bytes: int = Field(
+        2048 * MiB, gt=0, description="Journal size at which ingest answers 503 + Retry-After until sinks catch up."
+    )
+    journal_segment_bytes: int = Field(64 * MiB, gt=0, description="Size at which a new journal segment starts.")
+    journal_retention: float = Field(
+        0.0, ge=0, description="Seconds a fully delivered journal segment is kept before it is deleted."
+    )
+    sinks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Where rows go (TOML `[[sinks]]`, each with a `type`); the local archive when empty.",
+    )
     tls_cert: Path | None = Field(None, description="PEM certificate (chain) to serve HTTPS directly.")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     log_level: LogLevel = Field("info", description="Lowest level of log lines written.")
@@ -168,7 +179,7 @@ class Settings(BaseSettings):
         so a token may not contain one (generated tokens never do).
         """
         environment: dict[str, str] = {}
-        for name, value in self.model_dump(exclude={"config", "sources", "token"}, exclude_none=True).items():
+        for name, value in self.model_dump(exclude={"config", "sources", "sinks", "token"}, exclude_none=True).items():
             environment[f"TAILSCRIBE_{name.upper()}"] = str(value)
         environment["TAILSCRIBE_TOKEN"] = ",".join(secret.get_secret_value() for secret in self.token)
         sources = [
@@ -176,6 +187,7 @@ class Settings(BaseSettings):
             for source in self.sources
         ]
         environment["TAILSCRIBE_SOURCES"] = orjson.dumps(sources).decode()
+        environment["TAILSCRIBE_SINKS"] = orjson.dumps(self.sinks).decode()
         return environment
 
     @classmethod

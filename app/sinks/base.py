@@ -85,13 +85,15 @@ class SinkConfig(BaseModel):
 class SinkBatch:
     """Rows for one `write`, in journal order.
 
-    `first_seq` is the journal sequence number of the first row the batch was read from: the same
-    rows replayed after a restart carry the same `first_seq`, so a sink can make a retried write
-    idempotent (the archive truncates back; object keys and NATS message ids use row ids).
+    `first_seq` is the sequence number of the first row the batch was read from, within the journal
+    named `stream` (each worker process has a journal of its own, numbered from 0). The same rows
+    replayed after a restart carry the same (`stream`, `first_seq`), so a sink can make a retried
+    write idempotent (the archive truncates back; object keys and NATS message ids use row ids).
     """
 
     rows: list[Row]
     first_seq: int
+    stream: str = "journal"
 
 
 @runtime_checkable

@@ -1,14 +1,13 @@
-"""The local archive: NDJSON rows laid out Hive style, plus the quarantine beside it.
+"""What the request path stores before it answers: accepted rows in the journal, the rest in quarantine.
 
-    data/archive/log_type=Tailscale.Network/year=2026/month=06/day=03/hour=15/part-<writer>.ndjson
-    data/quarantine/records/year=.../hour=HH/part-<writer>.ndjson     rows that failed their schema
-    data/quarantine/bodies/year=.../day=DD/<time>-<request id>.body   bodies that failed as a whole
-                                                         (+ .json)    why, and the request's headers
+    data/journal/slot-<n>/<first seq>.log                           accepted rows, until every sink has them
+    data/quarantine/records/year=.../hour=HH/part-<writer>.ndjson   rows that failed their schema
+    data/quarantine/bodies/year=.../day=DD/<time>-<request id>.body bodies that failed as a whole
+                                                        (+ .json)   why, and the request's headers
 
-Archive rows are partitioned by event time, so DuckDB (`read_json('data/archive/**/*.ndjson',
-hive_partitioning=true)`), Athena or Spark read the tree as a table. Each process writes its own
-`part-<start time>-<pid>` file, so several workers never interleave their lines, and a restarted
-process never appends behind a line a crash may have cut short.
+The journal is fsynced before the answer (`app.journal`); so is the quarantine, which stays local
+and outside the sinks: it is for an operator to inspect and replay (`tailscribe send`). Each
+process writes its own quarantine `part-<start time>-<pid>` file, so workers never interleave lines.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from app.errors import StorageUnavailable
+from app.journal import Journal, JournalFull
 from app.storage import Batch, RejectedBody
 from app.storage.files import durable_append, durable_write, ensure_dir
 from app.types import Row
@@ -37,20 +37,18 @@ def ndjson(rows: list[Row]) -> bytes:
 
 
 class LocalStorage:
-    """The archive and quarantine under one data directory; every write is fsynced before return."""
+    """The journal plus the quarantine under one data directory; every write is fsynced before return."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.archive_dir = data_dir / "archive"
+    def __init__(self, data_dir: Path, journal: Journal) -> None:
+        self.journal = journal
         self.quarantine_dir = data_dir / "quarantine"
         self.part_name = f"part-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.ndjson"
-        ensure_dir(self.archive_dir)
         ensure_dir(self.quarantine_dir)
 
     def store(self, batch: Batch) -> None:
+        if batch.accepted:
+            self.journal.append([orjson.dumps(row) for row in batch.accepted])
         files: defaultdict[Path, list[Row]] = defaultdict(list)
-        for row in batch.accepted:
-            partition = f"log_type={row['p_log_type']}/{partition_path(row['p_event_time'])}"
-            files[self.archive_dir / partition / self.part_name].append(row)
         for row in batch.quarantined:
             files[self.quarantine_dir / "records" / partition_path(row["p_parse_time"]) / self.part_name].append(row)
         try:
@@ -77,9 +75,12 @@ class LocalStorage:
             raise StorageUnavailable(f"could not keep the rejected body: {exc.strerror}") from exc
 
     def check_writable(self) -> None:
-        probe = self.archive_dir / ".writable"
-        try:
-            durable_write(probe, b"ok")
-            probe.unlink()
-        except OSError as exc:
-            raise StorageUnavailable(f"the data directory is not writable: {exc.strerror}") from exc
+        if self.journal.is_full():
+            raise JournalFull("the journal is over journal_max_bytes: sinks are behind", retry_after=30)
+        for directory in (self.journal.directory, self.quarantine_dir):
+            probe = directory / ".writable"
+            try:
+                durable_write(probe, b"ok")
+                probe.unlink()
+            except OSError as exc:
+                raise StorageUnavailable(f"{directory} is not writable: {exc.strerror}") from exc

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 TOKEN = "e2e-test-token-0123456789abcdef"
 
@@ -65,7 +66,34 @@ class Server:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples whose labels include `labels` (0 when there are none)."""
+        text = httpx.get(f"{self.url}/metrics", verify=self.verify).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    total += sample.value
+        return total
+
+    def drained(self, sink: str = "archive", timeout: float = 20) -> None:
+        """Wait until `sink` has delivered every accepted row (sinks run behind the 2xx)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            accepted = self.metric("tailscribe_records_total", outcome="accepted")
+            delivered = self.metric("tailscribe_sink_rows_total", sink=sink)
+            if delivered >= accepted and self.metric("tailscribe_sink_lag_records", sink=sink) == 0:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"sink {sink} did not catch up within {timeout} s:\n{self.logs()[-3000:]}")
+
     def archive_rows(self, log_type: str | None = None) -> list[dict[str, object]]:
+        """Archived rows, once the archive sink has caught up (when the server is running)."""
+        if self.running():
+            self.drained()
         pattern = f"log_type={log_type}/**/*.ndjson" if log_type else "**/*.ndjson"
         return _rows(sorted((self.data_dir / "archive").glob(pattern)))
 

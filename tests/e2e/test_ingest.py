@@ -21,9 +21,9 @@ def test_concatenated_network_records_are_archived_enriched_by_event_hour(server
 
     assert answer.status_code == 200
     assert answer.json() == {"text": "Success", "code": 0, "accepted": 5, "quarantined": 0}
+    rows = server.archive_rows()
     files = list((server.data_dir / "archive").glob("log_type=Tailscale.Network/year=2026/month=06/day=03/hour=15/*"))
     assert len(files) == 1
-    rows = server.archive_rows()
     assert [row["event"]["nodeId"] for row in rows] == [f"node{i}" for i in range(5)]
     first = rows[0]
     assert first["p_log_type"] == "Tailscale.Network"
@@ -228,15 +228,16 @@ def test_array_logs_wrapper_and_bare_records_are_accepted(server: Server, client
     assert rows["bare"]["p_event_time"].startswith("2026-06-03T15:32:56.552946")
 
 
-def test_acknowledged_records_survive_kill_9(server: Server, client: httpx.Client):
+def test_acknowledged_records_survive_kill_9(server: Server, client: httpx.Client, make_server):
     import signal
 
     answer = client.post("/v1/tailscale/network", content=concatenated([envelope(network_event())] * 3))
     assert answer.status_code == 200
 
     server.stop(signal.SIGKILL)
+    restarted = make_server()
 
-    assert len(server.archive_rows()) == 3
+    assert len(restarted.archive_rows()) == 3
 
 
 def test_health_endpoints_answer(server: Server):

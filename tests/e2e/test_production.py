@@ -150,18 +150,19 @@ def test_requests_over_the_concurrency_cap_get_503_with_retry_after(make_server:
 
 
 def test_unwritable_storage_answers_503_never_2xx(server: Server):
-    archive = server.data_dir / "archive"
-    archive.rename(server.data_dir / "archive-gone")
-    archive.write_bytes(b"")  # a file where the directory was: every write fails, even as root
+    invalid = concatenated([{"time": 1780500776, "event": {"nodeId": "n", "virtualTraffic": [{"proto": 1e9}]}}])
+    quarantine = server.data_dir / "quarantine"
+    quarantine.rename(server.data_dir / "quarantine-gone")
+    quarantine.write_bytes(b"")  # a file where the directory was: every write fails, even as root
 
-    answer = post(server, "/v1/tailscale/network", NETWORK)
+    answer = post(server, "/v1/tailscale/network", invalid)
     ready = httpx.get(f"{server.url}/readyz")
 
     assert answer.status_code == 503 and answer.json()["code"] == 9 and "retry-after" in answer.headers
     assert ready.status_code == 503
-    archive.unlink()
-    (server.data_dir / "archive-gone").rename(archive)
-    assert post(server, "/v1/tailscale/network", NETWORK).status_code == 200
+    quarantine.unlink()
+    (server.data_dir / "quarantine-gone").rename(quarantine)
+    assert post(server, "/v1/tailscale/network", invalid).json()["quarantined"] == 1
     assert httpx.get(f"{server.url}/readyz").status_code == 200
 
 

@@ -1,0 +1,213 @@
+"""The durable journal between the request path and the sinks: nothing acknowledged is ever lost.
+
+A request's accepted rows are appended as one entry, and its 2xx is sent only once that entry is
+fsynced. Sinks read the journal at their own pace from their checkpoints (`app.sinks.runner`), so a
+slow or dead sink delays delivery but never loses a row and never blocks ingest, until the journal
+passes `max_bytes`: then appends fail with `JournalFull` (503 + Retry-After) and Tailscale re-sends
+later, while the sinks catch up and free whole segments.
+
+Group commit: appends come from worker threads (one per request). Each writes its entry under a
+lock, then waits until some fsync covers it; the first waiter to find no fsync running does one
+for everyone written so far. Concurrent requests therefore share an fsync, as in a database's
+write-ahead log. If an fsync fails, the file is cut back to the last durable byte and every entry
+that fsync was to cover fails: Linux may have dropped those pages (fsync(2), "fsyncgate").
+
+File layout and entry format: `app.journal.format`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from app.errors import ServerBusy, StorageUnavailable
+from app.journal.format import Entry, Position, encode, list_segments, read_entries, recover_tail, segment_path
+from app.storage.files import ensure_dir, fsync_dir
+
+__all__ = ["Entry", "Journal", "JournalFull", "Position"]
+
+
+class JournalFull(ServerBusy):
+    reason = "journal_full"
+
+
+class Journal:
+    """One process's journal in its own directory; thread-safe appends, any number of readers."""
+
+    def __init__(self, directory: Path, *, segment_bytes: int, max_bytes: int, retention: float = 0.0) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.retention = retention
+        self._cond = threading.Condition()
+        self._listeners: list[Callable[[], None]] = []
+        self._syncing = False
+        self._written = 0  # tickets: one per appended entry
+        self._synced = 0
+        self._failed: tuple[int, int] = (0, 0)  # tickets (after, upto] whose fsync failed
+        ensure_dir(directory)
+        segments = list_segments(directory) or [0]
+        self._sizes = {first: segment_path(directory, first).stat().st_size for first in segments[:-1]}
+        self._end = recover_tail(self._touch(segments[-1]), segments[-1])
+        self._durable = self._end
+        self._sizes[segments[-1]] = self._end.offset
+        self._fd = os.open(segment_path(directory, segments[-1]), os.O_WRONLY | os.O_APPEND)
+
+    def _touch(self, first_seq: int) -> Path:
+        path = segment_path(self.directory, first_seq)
+        if not path.exists():
+            path.touch(mode=0o640)
+            fsync_dir(self.directory)
+        return path
+
+    @property
+    def durable_end(self) -> Position:
+        """Everything before this position is on disk; readers never go past it."""
+        with self._cond:
+            return self._durable
+
+    @property
+    def first_position(self) -> Position:
+        with self._cond:
+            first = min(self._sizes)
+        return Position(first, 0, first)
+
+    @property
+    def total_bytes(self) -> int:
+        with self._cond:
+            return sum(self._sizes.values())
+
+    @property
+    def segment_count(self) -> int:
+        with self._cond:
+            return len(self._sizes)
+
+    def is_full(self) -> bool:
+        return self.total_bytes >= self.max_bytes
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """`callback` runs (in the appending thread) after each durable append."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        self._listeners.remove(callback)
+
+    def append(self, lines: list[bytes]) -> None:
+        """Store one batch of rows durably; return only once it is fsynced.
+
+        Raises `JournalFull` over the byte cap and `StorageUnavailable` when the disk fails.
+        """
+        with self._cond:
+            if sum(self._sizes.values()) >= self.max_bytes:
+                raise JournalFull("the journal is full: sinks are behind; retry later", retry_after=30)
+            while self._end.offset >= self.segment_bytes:
+                self._roll()
+            data = encode(lines, self._end.seq, time.time())
+            self._write(data)
+            self._end = Position(self._end.segment, self._end.offset + len(data), self._end.seq + len(lines))
+            self._sizes[self._end.segment] = self._end.offset
+            self._written += 1
+            ticket = self._written
+            self._wait_durable(ticket)
+        for listener in self._listeners:
+            listener()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            os.ftruncate(self._fd, self._end.offset)
+            raise StorageUnavailable(f"could not write to the journal: {exc.strerror}") from exc
+
+    def _wait_durable(self, ticket: int) -> None:
+        """Called with the lock held: return once `ticket` is fsynced, doing the fsync if nobody is."""
+        while self._synced < ticket:
+            if self._syncing:
+                self._cond.wait()
+                continue
+            self._syncing = True
+            target, end, fd = self._written, self._end, self._fd
+            self._cond.release()
+            try:
+                os.fsync(fd)
+                error = None
+            except OSError as exc:
+                error = exc
+            finally:
+                self._cond.acquire()
+                self._syncing = False
+            if error is None:
+                self._durable = end
+            else:
+                # Cut back everything written since the last durable point, this fsync's and any later.
+                os.ftruncate(fd, self._durable.offset)
+                self._failed = (self._synced, self._written)
+                self._end = self._durable
+                self._sizes[self._end.segment] = self._end.offset
+                target = self._written
+            self._synced = target
+            self._cond.notify_all()
+        if self._failed[0] < ticket <= self._failed[1]:
+            raise StorageUnavailable("could not fsync the journal; nothing of this request was kept")
+
+    def _roll(self) -> None:
+        """Start a new segment; called with the lock held. Everything written so far is fsynced first."""
+        while self._syncing:
+            self._cond.wait()
+        if self._end.offset < self.segment_bytes:
+            return  # another appender rolled while this one waited
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._durable = self._end
+        self._synced = self._written
+        self._end = Position(self._end.seq, 0, self._end.seq)
+        self._fd = os.open(self._touch(self._end.segment), os.O_WRONLY | os.O_APPEND)
+        self._sizes[self._end.segment] = 0
+
+    def read(self, position: Position, *, max_records: int, max_bytes: int) -> list[Entry]:
+        """Whole durable entries from `position` on, at least one if any, within the two limits."""
+        durable = self.durable_end
+        with self._cond:
+            segments = sorted(first for first in self._sizes if first >= position.segment)
+        entries: list[Entry] = []
+        records = size = 0
+        for first in segments:
+            start = position if first == position.segment else Position(first, 0, first)
+            end_offset = durable.offset if first == durable.segment else self._sizes.get(first, 0)
+            if first > durable.segment:
+                break
+            for entry in read_entries(segment_path(self.directory, first), start, end_offset):
+                if entries and (records + len(entry.lines) > max_records or size + entry.size > max_bytes):
+                    return entries
+                entries.append(entry)
+                records += len(entry.lines)
+                size += entry.size
+        return entries
+
+    def release(self, checkpoints: Iterable[Position]) -> None:
+        """Delete the segments every checkpoint has left behind (and that are older than retention)."""
+        oldest = min(checkpoints, default=None)
+        if oldest is None:
+            return
+        cutoff = time.time() - self.retention
+        with self._cond:
+            doomed = [first for first in self._sizes if first < oldest.segment and first != self._end.segment]
+            for first in doomed:
+                path = segment_path(self.directory, first)
+                if self.retention and path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+                del self._sizes[first]
+        if doomed:
+            fsync_dir(self.directory)
+
+    def close(self) -> None:
+        with self._cond:
+            while self._syncing:
+                self._cond.wait()
+            os.close(self._fd)

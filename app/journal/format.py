@@ -1,0 +1,109 @@
+"""The journal's on-disk format: segment files of checksummed entries, and how to read them back.
+
+A segment is named after the sequence number of its first row (`00000000000000001234.log`), so
+positions sort by name and an empty segment still says where numbering continues. An entry is one
+request's accepted rows:
+
+    header (32 bytes, little endian)                        payload
+    ┌────────┬────────┬───────────┬─────────────┬──────────┐┌─────────────────────────┐
+    │ length │ count  │ first_seq │ appended_at │ checksum ││ rows as NDJSON          │
+    │ u32    │ u32    │ u64       │ f64 (unix)  │ u64      ││ (`length` bytes)        │
+    └────────┴────────┴───────────┴─────────────┴──────────┘└─────────────────────────┘
+
+`checksum` is XXH3-64 (https://xxhash.com) of the first 24 header bytes and the payload, so a torn
+write (a crash or power loss part-way) is detected wherever it cut, and recovery truncates the
+segment's tail back to the last whole entry.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, NamedTuple
+
+import xxhash
+
+HEADER: Final = struct.Struct("<IIQdQ")
+CHECKED: Final = struct.Struct("<IIQd")
+"""The header fields covered by the checksum (all but the checksum itself)."""
+SEGMENT_SUFFIX: Final = ".log"
+MAX_ENTRY_BYTES: Final = 1 << 31
+"""Larger lengths cannot come from a real entry: a header claiming one is torn or corrupt."""
+
+
+class Position(NamedTuple):
+    """Where a reader stands: a segment (named by its first sequence number), a byte offset in it,
+    and the sequence number of the next row. Positions order by (segment, offset)."""
+
+    segment: int
+    offset: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored batch: its rows' JSON lines, where it starts, and when it was appended."""
+
+    lines: list[bytes]
+    first_seq: int
+    appended_at: float
+    end: Position
+    """The position just after this entry: a reader's checkpoint once the entry is delivered."""
+    size: int
+    """Bytes the entry takes in its segment, header included."""
+
+
+def encode(lines: list[bytes], first_seq: int, appended_at: float) -> bytes:
+    payload = b"".join(line + b"\n" for line in lines)
+    checked = CHECKED.pack(len(payload), len(lines), first_seq, appended_at)
+    checksum = xxhash.xxh3_64_intdigest(checked + payload)
+    return checked + checksum.to_bytes(8, "little") + payload
+
+
+def segment_path(directory: Path, first_seq: int) -> Path:
+    return directory / f"{first_seq:020d}{SEGMENT_SUFFIX}"
+
+
+def list_segments(directory: Path) -> list[int]:
+    """First sequence numbers of the segments in `directory`, oldest first."""
+    return sorted(
+        int(path.name.removesuffix(SEGMENT_SUFFIX))
+        for path in directory.glob(f"*{SEGMENT_SUFFIX}")
+        if path.name.removesuffix(SEGMENT_SUFFIX).isdigit()
+    )
+
+
+def read_entries(path: Path, start: Position, end_offset: int) -> Iterator[Entry]:
+    """The whole, valid entries of one segment from `start.offset` up to `end_offset` bytes."""
+    with path.open("rb") as segment:
+        segment.seek(start.offset)
+        offset, seq = start.offset, start.seq
+        while offset + HEADER.size <= end_offset:
+            header = segment.read(HEADER.size)
+            length, count, first_seq, appended_at, checksum = HEADER.unpack(header)
+            if length > MAX_ENTRY_BYTES or offset + HEADER.size + length > end_offset:
+                return
+            payload = segment.read(length)
+            if len(payload) < length or xxhash.xxh3_64_intdigest(header[: CHECKED.size] + payload) != checksum:
+                return
+            offset += HEADER.size + length
+            seq = first_seq + count
+            yield Entry(
+                payload.splitlines(), first_seq, appended_at, Position(start.segment, offset, seq), HEADER.size + length
+            )
+
+
+def recover_tail(path: Path, first_seq: int) -> Position:
+    """Truncate a torn or corrupt tail off the segment; return the position just after its last whole entry."""
+    size = path.stat().st_size
+    position = Position(first_seq, 0, first_seq)
+    for entry in read_entries(path, position, size):
+        position = entry.end
+    if position.offset < size:
+        with path.open("r+b") as segment:
+            segment.truncate(position.offset)
+            os.fsync(segment.fileno())
+    return position

@@ -1,0 +1,198 @@
+"""Draining the journal into sinks: one task per sink, each at its own pace, none ever skipping a row.
+
+A `SinkRunner` reads whole journal entries from its checkpoint, keeps the rows of the log types its
+sink wants, and hands them over in batches bounded by records, bytes and age. Its checkpoint
+advances only after `write` returned (Vector's finalization rule), so a crash or a failing sink
+means a batch is delivered again, never that one is lost. A failing write is retried, with
+exponential backoff and jitter (or the sink's `retry_after`), for as long as it takes; meanwhile the
+journal grows, and past its cap ingest answers 503 until the sink catches up.
+
+`SinkGroup` starts and stops the runners and deletes journal segments once every runner is past.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from app.journal import Entry, Journal, Position
+from app.journal.checkpoints import CheckpointStore
+from app.observability import SINK_ERRORS, SINK_LAG_RECORDS, SINK_LAG_SECONDS, SINK_ROWS, log_event
+from app.sinks.base import RetryableSinkError, Sink, SinkBatch, SinkConfig, SinkError
+from app.types import PANTHER_LOG_TYPES, Row
+
+RETRY_BASE: Final = 0.5
+RETRY_MAX: Final = 30.0
+"""Retryable failures back off from half a second to at most 30 s."""
+FATAL_RETRY_MAX: Final = 300.0
+"""Non-retryable ones (bad credentials, refused payloads) are still retried, up to every 5 minutes."""
+IDLE_WAIT: Final = 1.0
+
+
+class SinkRunner:
+    """One sink fed from one journal, with its own checkpoint."""
+
+    def __init__(self, config: SinkConfig, sink: Sink, journal: Journal, checkpoints: CheckpointStore) -> None:
+        self.config = config
+        self.sink = sink
+        self.journal = journal
+        self.checkpoints = checkpoints
+        self.position = checkpoints.load(config.name) or journal.first_position
+        self._wanted = frozenset(PANTHER_LOG_TYPES[log_type] for log_type in config.log_types)
+        self._woken = asyncio.Event()
+        self._stopping = False
+        self._rng = random.Random()
+        self._oldest: float | None = None
+        """When the oldest row this runner holds undelivered was appended; None when it holds none."""
+        self._report_lag()  # from the start, so a restart's backlog shows before the first read
+
+    def wake(self) -> None:
+        """Called from the appending thread; hops to the event loop before touching the event."""
+        self._loop.call_soon_threadsafe(self._woken.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.journal.add_listener(self.wake)
+        try:
+            await self._drain()
+        finally:
+            self.journal.remove_listener(self.wake)
+
+    async def _drain(self) -> None:
+        await self._retry("start", self.sink.start)
+        pending: list[Entry] = []
+        while not self._stopping:
+            self._report_lag()
+            read_from = pending[-1].end if pending else self.position
+            entries = await run_in_threadpool(
+                self.journal.read,
+                read_from,
+                max_records=self.config.batch_max_records - sum(len(entry.lines) for entry in pending),
+                max_bytes=self.config.batch_max_bytes - sum(entry.size for entry in pending),
+            )
+            pending += entries
+            self._oldest = pending[0].appended_at if pending else None
+            if pending and self._batch_ready(pending, more=bool(entries)):
+                await self._deliver(pending)
+                pending = []
+                continue
+            self._woken.clear()
+            timeout = (
+                IDLE_WAIT if not pending else max(0.0, pending[0].appended_at + self.config.batch_max_age - time.time())
+            )
+            if not entries:
+                try:
+                    await asyncio.wait_for(self._woken.wait(), timeout=min(timeout, IDLE_WAIT))
+                except TimeoutError:
+                    pass
+        if pending:
+            await self._deliver(pending)
+
+    def _batch_ready(self, pending: list[Entry], *, more: bool) -> bool:
+        records = sum(len(entry.lines) for entry in pending)
+        size = sum(entry.size for entry in pending)
+        if records >= self.config.batch_max_records or size >= self.config.batch_max_bytes:
+            return True
+        if time.time() - pending[0].appended_at >= self.config.batch_max_age:
+            return True
+        return self._stopping or (not more and self.config.batch_max_age == 0)
+
+    async def _deliver(self, entries: list[Entry]) -> None:
+        rows = self._rows(entries)
+        if rows:
+            batch = SinkBatch(rows=rows, first_seq=entries[0].first_seq, stream=self.journal.directory.name)
+            await self._retry("write", lambda: self.sink.write(batch))
+            SINK_ROWS.labels(self.config.name).inc(len(rows))
+        self.position = entries[-1].end
+        self._oldest = None
+        await run_in_threadpool(self.checkpoints.save, self.config.name, self.position)
+
+    def _rows(self, entries: list[Entry]) -> list[Row]:
+        rows = [orjson.loads(line) for entry in entries for line in entry.lines]
+        return [row for row in rows if row.get("p_log_type") in self._wanted]
+
+    async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Await `attempt()` until it succeeds; only a stop abandons it (the journal keeps the rows)."""
+        failures = 0
+        while True:
+            try:
+                await attempt()
+                return
+            except SinkError as exc:
+                retryable = isinstance(exc, RetryableSinkError)
+                failures += 1
+                SINK_ERRORS.labels(self.config.name, "retryable" if retryable else "fatal").inc()
+                self._report_lag()
+                cap = RETRY_MAX if retryable else FATAL_RETRY_MAX
+                delay = min(cap, RETRY_BASE * 2 ** min(failures, 16)) * self._rng.uniform(0.5, 1.0)
+                if isinstance(exc, RetryableSinkError) and exc.retry_after is not None:
+                    delay = min(FATAL_RETRY_MAX, exc.retry_after)
+                log_event(
+                    logging.WARNING if retryable else logging.ERROR,
+                    f"sink {what} failed",
+                    sink=self.config.name,
+                    error=str(exc),
+                    failures=failures,
+                    retry_in=round(delay, 2),
+                )
+                if self._stopping:
+                    raise
+                await asyncio.sleep(delay)
+
+    def _report_lag(self) -> None:
+        SINK_LAG_RECORDS.labels(self.config.name).set(self.journal.durable_end.seq - self.position.seq)
+        SINK_LAG_SECONDS.labels(self.config.name).set(time.time() - self._oldest if self._oldest else 0.0)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._woken.set()
+
+
+class SinkGroup:
+    """Every configured sink's runner over one journal, and segment clean-up behind them all."""
+
+    def __init__(self, runners: Sequence[SinkRunner], journal: Journal) -> None:
+        self.runners = list(runners)
+        self.journal = journal
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(runner), name=f"sink:{runner.config.name}") for runner in self.runners
+        ]
+
+    async def _run(self, runner: SinkRunner) -> None:
+        position = runner.position
+        run = asyncio.create_task(runner.run())
+        while not run.done():
+            await asyncio.wait({run}, timeout=IDLE_WAIT)
+            if runner.position != position:
+                position = runner.position
+                await run_in_threadpool(self.journal.release, self.positions())
+        run.result()
+
+    def positions(self) -> list[Position]:
+        return [runner.position for runner in self.runners]
+
+    async def stop(self, timeout: float) -> None:
+        """Let each runner flush what it holds within `timeout`, then close every sink."""
+        for runner in self.runners:
+            runner.stop()
+        done, running = await asyncio.wait(self._tasks, timeout=timeout) if self._tasks else (set(), set())
+        for task in running:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log_event(logging.WARNING, "sink stopped with undelivered rows", error=str(task.exception()))
+        for runner in self.runners:
+            try:
+                await runner.sink.close()
+            except Exception as exc:  # noqa: BLE001 - one sink's close must not keep the others open
+                log_event(logging.WARNING, "sink close failed", sink=runner.config.name, error=str(exc))

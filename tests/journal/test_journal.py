@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.errors import StorageUnavailable
+from app.journal import Journal, JournalFull, Position
+from app.journal.checkpoints import CheckpointStore, Slot
+from app.journal.format import HEADER, list_segments, segment_path
+
+
+def journal(path: Path, **kwargs: int) -> Journal:
+    options = {"segment_bytes": 1 << 20, "max_bytes": 1 << 30} | kwargs
+    return Journal(path, **options)
+
+
+def all_lines(j: Journal, start: Position | None = None) -> list[bytes]:
+    entries = j.read(start or j.first_position, max_records=1 << 30, max_bytes=1 << 40)
+    return [line for entry in entries for line in entry.lines]
+
+
+def test_appended_batches_read_back_in_order_with_sequence_numbers(tmp_path: Path):
+    j = journal(tmp_path)
+    j.append([b'{"a":1}', b'{"a":2}'])
+    j.append([b'{"a":3}'])
+
+    entries = j.read(j.first_position, max_records=100, max_bytes=1 << 20)
+
+    assert [entry.lines for entry in entries] == [[b'{"a":1}', b'{"a":2}'], [b'{"a":3}']]
+    assert [entry.first_seq for entry in entries] == [0, 2]
+    assert entries[-1].end.seq == 3 == j.durable_end.seq
+
+
+def test_read_respects_limits_but_always_returns_one_entry(tmp_path: Path):
+    j = journal(tmp_path)
+    for n in range(5):
+        j.append([b"x" * 100] * (n + 1))
+
+    assert len(j.read(j.first_position, max_records=3, max_bytes=1 << 20)) == 2  # 1 + 2 rows
+    assert len(j.read(j.first_position, max_records=1, max_bytes=1)) == 1
+
+
+def test_segments_roll_and_reads_cross_them(tmp_path: Path):
+    j = journal(tmp_path, segment_bytes=200)
+    for n in range(10):
+        j.append([f'{{"n":{n}}}'.encode() * 10])
+
+    assert len(list_segments(tmp_path)) > 3
+    assert [line[:7] for line in all_lines(j)] == [f'{{"n":{n}}}'.encode() for n in range(10)]
+
+
+def test_torn_tail_is_truncated_on_reopen_and_whole_entries_survive(tmp_path: Path):
+    j = journal(tmp_path)
+    j.append([b'{"keep":1}'])
+    j.append([b'{"keep":2}'])
+    j.close()
+    [first] = list_segments(tmp_path)
+    path = segment_path(tmp_path, first)
+    good_size = path.stat().st_size
+    with path.open("ab") as segment:  # a crash part-way through a third entry
+        segment.write(HEADER.pack(1000, 1, 2, 0.0, 0)[:20])
+
+    reopened = journal(tmp_path)
+
+    assert path.stat().st_size == good_size
+    assert all_lines(reopened) == [b'{"keep":1}', b'{"keep":2}']
+    reopened.append([b'{"after":3}'])
+    assert all_lines(reopened)[-1] == b'{"after":3}'
+    assert reopened.durable_end.seq == 3
+
+
+def test_a_corrupted_entry_and_everything_after_it_is_cut(tmp_path: Path):
+    j = journal(tmp_path)
+    j.append([b'{"keep":1}'])
+    j.append([b'{"flipped":2}'])
+    j.close()
+    path = segment_path(tmp_path, 0)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    assert all_lines(journal(tmp_path)) == [b'{"keep":1}']
+
+
+def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    j = journal(tmp_path)
+    calls = {"fsync": 0}
+    real_fsync = os.fsync
+    gate = threading.Event()
+
+    def slow_fsync(fd: int) -> None:
+        calls["fsync"] += 1
+        gate.wait(0.05)  # while one fsync runs, the other appenders queue up behind it
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    threads = [threading.Thread(target=j.append, args=([f'{{"t":{n}}}'.encode()],)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(all_lines(j)) == 40
+    assert calls["fsync"] < 20
+
+
+def test_failed_fsync_fails_the_append_and_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    j = journal(tmp_path)
+    j.append([b'{"ok":1}'])
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(StorageUnavailable):
+        j.append([b'{"lost":2}'])
+    monkeypatch.undo()
+
+    j.append([b'{"ok":3}'])
+    assert all_lines(j) == [b'{"ok":1}', b'{"ok":3}']
+
+
+def test_full_journal_refuses_appends_until_segments_are_released(tmp_path: Path):
+    j = journal(tmp_path, segment_bytes=100, max_bytes=400)
+    while True:
+        try:
+            j.append([b"y" * 80])
+        except JournalFull as exc:
+            assert exc.status == 503 and "Retry-After" in exc.headers()
+            break
+    assert j.is_full()
+
+    j.release([j.durable_end])
+
+    assert not j.is_full()
+    j.append([b"y" * 80])
+
+
+def test_release_keeps_segments_a_reader_still_needs(tmp_path: Path):
+    j = journal(tmp_path, segment_bytes=100)
+    for _ in range(6):
+        j.append([b"z" * 80])
+    slow_reader = j.first_position
+
+    j.release([j.durable_end, slow_reader])
+    assert len(all_lines(j)) == 6
+
+    j.release([j.durable_end])
+    assert len(list_segments(tmp_path)) == 1
+
+
+def test_checkpoints_round_trip(tmp_path: Path):
+    store = CheckpointStore(tmp_path / "checkpoints")
+
+    assert store.load("archive") is None
+    store.save("archive", Position(10, 200, 7))
+    assert store.load("archive") == Position(10, 200, 7)
+
+
+def test_each_slot_is_held_by_one_owner_at_a_time(tmp_path: Path):
+    first = Slot(tmp_path)
+    second = Slot(tmp_path)
+
+    assert (first.number, second.number) == (0, 1)
+    first.release()
+    assert Slot(tmp_path).number == 0

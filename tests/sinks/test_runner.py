@@ -1,0 +1,178 @@
+"""The runner with a real journal and checkpoints; the sink is a small recording implementation
+of the plugin protocol, whose failures the tests script."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+from typing import ClassVar
+
+import orjson
+import pytest
+
+from app.journal import Journal
+from app.journal.checkpoints import CheckpointStore
+from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError, build_sink, sink_class
+from app.sinks.runner import SinkGroup, SinkRunner
+
+
+class RecordingSink:
+    config_model: ClassVar[type[SinkConfig]] = SinkConfig
+
+    def __init__(self, failures: list[Exception] | None = None) -> None:
+        self.failures = failures or []
+        self.batches: list[SinkBatch] = []
+        self.closed = False
+
+    async def start(self) -> None:
+        pass
+
+    async def write(self, batch: SinkBatch) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.batches.append(batch)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def row_ids(self) -> list[str]:
+        return [row["p_row_id"] for batch in self.batches for row in batch.rows]
+
+
+def rows(*ids: str, log_type: str = "Tailscale.Network") -> list[bytes]:
+    return [orjson.dumps({"p_row_id": i, "p_log_type": log_type}) for i in ids]
+
+
+async def drain(group: SinkGroup, sink: RecordingSink, count: int) -> None:
+    group.start()
+    for _ in range(400):
+        if len(sink.row_ids()) >= count:
+            break
+        await asyncio.sleep(0.01)
+    await group.stop(timeout=5)
+
+
+def make(tmp_path: Path, sink: RecordingSink, **options: object) -> tuple[Journal, SinkGroup, SinkRunner]:
+    journal = Journal(tmp_path / "journal", segment_bytes=1 << 20, max_bytes=1 << 30)
+    config = SinkConfig(type="recording", name="rec", **options)
+    runner = SinkRunner(config, sink, journal, CheckpointStore(tmp_path / "checkpoints"))
+    return journal, SinkGroup([runner], journal), runner
+
+
+def test_every_row_is_delivered_in_order_and_the_checkpoint_follows(tmp_path: Path):
+    sink = RecordingSink()
+    journal, group, runner = make(tmp_path, sink)
+    journal.append(rows("a", "b"))
+    journal.append(rows("c"))
+
+    asyncio.run(drain(group, sink, 3))
+
+    assert sink.row_ids() == ["a", "b", "c"]
+    assert CheckpointStore(tmp_path / "checkpoints").load("rec") == journal.durable_end
+    assert sink.closed
+
+
+def test_failures_are_retried_until_delivered_without_skipping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("app.sinks.runner.RETRY_BASE", 0.001)
+    sink = RecordingSink([RetryableSinkError("down"), SinkError("refused"), RetryableSinkError("x", retry_after=0.01)])
+    journal, group, _ = make(tmp_path, sink)
+    journal.append(rows("a", "b"))
+
+    asyncio.run(drain(group, sink, 2))
+
+    assert sink.row_ids() == ["a", "b"]
+
+
+def test_a_restarted_runner_resumes_from_its_checkpoint(tmp_path: Path):
+    first = RecordingSink()
+    journal, group, _ = make(tmp_path, first)
+    journal.append(rows("a"))
+    asyncio.run(drain(group, first, 1))
+    journal.append(rows("b"))
+    journal.close()
+
+    second = RecordingSink()
+    _, group, _ = make(tmp_path, second)
+    asyncio.run(drain(group, second, 1))
+
+    assert second.row_ids() == ["b"]
+    assert second.batches[0].first_seq == 1
+
+
+def test_rows_of_unwanted_log_types_are_passed_over_but_the_checkpoint_advances(tmp_path: Path):
+    sink = RecordingSink()
+    journal, group, runner = make(tmp_path, sink, log_types=["audit"])
+    journal.append(rows("n1"))
+    journal.append(rows("a1", log_type="Tailscale.Audit"))
+
+    asyncio.run(drain(group, sink, 1))
+
+    assert sink.row_ids() == ["a1"]
+    assert runner.position == journal.durable_end
+
+
+def test_batches_wait_for_batch_max_age_then_go_together(tmp_path: Path):
+    sink = RecordingSink()
+    journal, group, _ = make(tmp_path, sink, batch_max_age=0.3)
+    for i in range(5):
+        journal.append(rows(f"r{i}"))
+
+    asyncio.run(drain(group, sink, 5))
+
+    assert [len(batch.rows) for batch in sink.batches] == [5]
+
+
+def test_delivered_segments_are_deleted(tmp_path: Path):
+    sink = RecordingSink()
+    journal = Journal(tmp_path / "journal", segment_bytes=64, max_bytes=1 << 30)
+    runner = SinkRunner(SinkConfig(type="r", name="rec"), sink, journal, CheckpointStore(tmp_path / "cp"))
+    group = SinkGroup([runner], journal)
+    for i in range(6):
+        journal.append(rows(f"x{i}"))
+    assert journal.segment_count > 3
+
+    asyncio.run(drain(group, sink, 6))
+    asyncio.run(asyncio.sleep(0))
+
+    journal.release(group.positions())
+    assert journal.segment_count == 1
+
+
+def test_unknown_sink_type_and_bad_options_name_the_problem():
+    with pytest.raises(ValueError, match="unknown sink type 'kafka'"):
+        sink_class("kafka")
+    with pytest.raises(ValueError, match="colour"):
+        build_sink({"type": "archive", "colour": "red"})
+
+
+def test_third_party_sinks_load_from_the_entry_point_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    package = tmp_path / "acme_sink.py"
+    package.write_text(
+        textwrap.dedent(
+            """
+            from typing import ClassVar
+            from app.sinks.base import SinkConfig
+
+            class AcmeConfig(SinkConfig):
+                endpoint: str
+
+            class AcmeSink:
+                config_model: ClassVar[type[SinkConfig]] = AcmeConfig
+
+                def __init__(self, config):
+                    self.config = config
+            """
+        )
+    )
+    dist = tmp_path / "acme_sink-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-sink\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[tailscribe.sinks]\nacme = acme_sink:AcmeSink\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    config, sink = build_sink({"type": "acme", "endpoint": "https://siem.example"})
+
+    assert type(sink).__name__ == "AcmeSink" and sys.modules["acme_sink"]
+    assert config.name == "acme" and sink.config.endpoint == "https://siem.example"  # type: ignore[attr-defined]
