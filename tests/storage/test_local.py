@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from app.errors import StorageUnavailable
+from app.journal import Journal, JournalFull
 from app.storage import Batch, RejectedBody
 from app.storage import files as storage_files
 from app.storage.local import LocalStorage, partition_path
@@ -16,44 +17,36 @@ def row(event_time: str, log_type: str = "Tailscale.Network", **extra: object) -
     return {"p_log_type": log_type, "p_event_time": event_time, "p_parse_time": "2026-11-21T10:00:00.000000Z", **extra}
 
 
+def storage(tmp_path: Path, **journal_options: int) -> LocalStorage:
+    options = {"segment_bytes": 1 << 20, "max_bytes": 1 << 30} | journal_options
+    return LocalStorage(tmp_path, Journal(tmp_path / "journal", **options))
+
+
 def test_partition_path_is_hive_style():
     assert partition_path("2026-06-03T15:32:56.773000Z") == "year=2026/month=06/day=03/hour=15"
     assert partition_path("2026-06-03T15:32:56.773000Z", hours=False) == "year=2026/month=06/day=03"
 
 
-def test_rows_land_in_one_file_per_log_type_and_event_hour(tmp_path: Path):
-    storage = LocalStorage(tmp_path)
-    batch = Batch(
-        accepted=[row("2026-06-03T15:00:00Z", n=1), row("2026-06-03T16:59:59Z", n=2), row("2026-06-03T15:30:00Z", n=3)]
-        + [row("2026-06-03T15:00:00Z", "Tailscale.Audit", n=4)],
-        quarantined=[{"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 5}],
-    )
+def test_accepted_rows_go_to_the_journal_and_failed_ones_to_quarantine(tmp_path: Path):
+    local = storage(tmp_path)
 
-    storage.store(batch)
+    local.store(Batch(accepted=[row("2026-06-03T15:00:00Z", n=1), row("2026-06-03T16:00:00Z", n=2)]))
+    local.store(Batch(quarantined=[{"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 5}]))
 
-    archive = tmp_path / "archive"
-    hour15 = list(archive.glob("log_type=Tailscale.Network/year=2026/month=06/day=03/hour=15/*.ndjson"))
-    hour16 = list(archive.glob("log_type=Tailscale.Network/year=2026/month=06/day=03/hour=16/*.ndjson"))
-    audit = list(archive.glob("log_type=Tailscale.Audit/**/*.ndjson"))
-    quarantine = list((tmp_path / "quarantine/records/year=2026/month=11/day=21/hour=10").glob("*.ndjson"))
-    assert [orjson.loads(line)["n"] for line in hour15[0].read_bytes().splitlines()] == [1, 3]
-    assert [orjson.loads(line)["n"] for line in hour16[0].read_bytes().splitlines()] == [2]
-    assert len(audit) == 1 and len(quarantine) == 1
+    entries = local.journal.read(local.journal.first_position, max_records=100, max_bytes=1 << 20)
+    assert [orjson.loads(line)["n"] for entry in entries for line in entry.lines] == [1, 2]
+    [quarantine] = (tmp_path / "quarantine/records/year=2026/month=11/day=21/hour=10").glob("*.ndjson")
+    assert orjson.loads(quarantine.read_bytes())["record"] == 5
+    assert not list((tmp_path / "archive").glob("**/*")), "the archive is the archive sink's job now"
 
 
-def test_second_batch_appends_to_the_same_file(tmp_path: Path):
-    storage = LocalStorage(tmp_path)
-    storage.store(Batch(accepted=[row("2026-06-03T15:00:00Z", n=1)]))
-    storage.store(Batch(accepted=[row("2026-06-03T15:00:00Z", n=2)]))
-
-    [path] = (tmp_path / "archive").glob("**/*.ndjson")
-    assert path.read_bytes().count(b"\n") == 2
-
-
-def test_failed_write_is_cut_back_and_reported_as_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    storage = LocalStorage(tmp_path)
-    storage.store(Batch(accepted=[row("2026-06-03T15:00:00Z", n=1)]))
-    [path] = (tmp_path / "archive").glob("**/*.ndjson")
+def test_failed_quarantine_write_is_cut_back_and_reported_as_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    local = storage(tmp_path)
+    bad = {"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 1}
+    local.store(Batch(quarantined=[bad]))
+    [path] = (tmp_path / "quarantine").glob("**/*.ndjson")
     before = path.read_bytes()
     real_write = storage_files.os.write
     calls = {"n": 0}
@@ -66,15 +59,13 @@ def test_failed_write_is_cut_back_and_reported_as_unavailable(tmp_path: Path, mo
 
     monkeypatch.setattr(storage_files.os, "write", write_half_then_fail)
     with pytest.raises(StorageUnavailable, match="No space left"):
-        storage.store(Batch(accepted=[row("2026-06-03T15:00:00Z", n=2, pad="x" * 1000)]))
+        local.store(Batch(quarantined=[dict(bad, pad="x" * 1000)]))
 
     assert path.read_bytes() == before
 
 
 def test_rejected_body_is_kept_with_its_reason(tmp_path: Path):
-    storage = LocalStorage(tmp_path)
-
-    storage.store_rejected_body(
+    storage(tmp_path).store_rejected_body(
         RejectedBody(
             request_id="abc",
             received_at="2026-11-21T10:11:12.000000Z",
@@ -92,11 +83,19 @@ def test_rejected_body_is_kept_with_its_reason(tmp_path: Path):
 
 
 def test_unwritable_data_dir_is_reported(tmp_path: Path):
-    storage = LocalStorage(tmp_path)
-    storage.check_writable()
+    local = storage(tmp_path)
+    local.check_writable()
     # Permissions do not stop root (CI runs as root); a file where the directory was stops everyone.
-    (tmp_path / "archive").rmdir()
-    (tmp_path / "archive").write_bytes(b"")
+    (tmp_path / "quarantine").rmdir()
+    (tmp_path / "quarantine").write_bytes(b"")
 
     with pytest.raises(StorageUnavailable, match="not writable"):
-        storage.check_writable()
+        local.check_writable()
+
+
+def test_a_full_journal_makes_storage_unready(tmp_path: Path):
+    local = storage(tmp_path, max_bytes=10)
+    local.store(Batch(accepted=[row("2026-06-03T15:00:00Z")]))
+
+    with pytest.raises(JournalFull):
+        local.check_writable()
