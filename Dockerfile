@@ -15,7 +15,7 @@ WORKDIR /src
 RUN python -m venv /opt/tailscribe
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN /opt/tailscribe/bin/pip install --no-cache-dir . \
+RUN /opt/tailscribe/bin/pip install --no-cache-dir ".[nats,objectstore]" \
     && /opt/tailscribe/bin/tailscribe --version
 
 # Stage 2: the same base image (the venv points at its /usr/local/bin/python3.11), no build

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from app import __version__
 from app.errors import StorageUnavailable
+from app.journal import Journal
 from app.settings import Settings
 from app.status import (
     SECURITY_HEADERS,
@@ -158,7 +159,7 @@ def app(tmp_path: Path, board: StatusBoard) -> FastAPI:
         token="secret-token-value", data_dir=tmp_path, source_id="corp", source_label="<script>alert(1)</script>"
     )
     app.state.status = board
-    app.state.storage = LocalStorage(tmp_path)
+    app.state.storage = LocalStorage(tmp_path, Journal(tmp_path / "journal", segment_bytes=1 << 20, max_bytes=1 << 30))
     return app
 
 
@@ -220,7 +221,7 @@ def test_page_shows_why_storage_is_unavailable(client: TestClient, app: FastAPI)
         def check_writable(self) -> None:
             raise StorageUnavailable("the data directory is not writable: <Read-only file system>")
 
-    app.state.storage = BrokenStorage(app.state.settings.data_dir)
+    app.state.storage = BrokenStorage(app.state.settings.data_dir, app.state.storage.journal)
 
     page = client.get("/").text
 

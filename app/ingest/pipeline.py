@@ -69,6 +69,7 @@ def process_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
     batch = build_batch(records, ctx, parse_time)
     with STORAGE_WRITE.time():
         storage.store(batch)
+    count_outcomes(batch)  # only now: rows of a request refused with 503 were never accepted
     return batch
 
 
@@ -96,7 +97,6 @@ def build_batch(records: list[object], ctx: RequestContext, parse_time: datetime
         batch.accepted.append(
             enrich(row, log_type, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time)
         )
-    count_outcomes(batch)
     return batch
 
 
