@@ -25,6 +25,7 @@ from pathlib import Path
 
 from app.errors import ServerBusy, StorageUnavailable
 from app.journal.format import Entry, Position, encode, list_segments, read_entries, recover_tail, segment_path
+from app.observability import JOURNAL_BYTES, JOURNAL_SEGMENTS
 from app.storage.files import ensure_dir, fsync_dir
 
 __all__ = ["Entry", "Journal", "JournalFull", "Position"]
@@ -55,6 +56,7 @@ class Journal:
         self._durable = self._end
         self._sizes[segments[-1]] = self._end.offset
         self._fd = os.open(segment_path(directory, segments[-1]), os.O_WRONLY | os.O_APPEND)
+        self._report()
 
     def _touch(self, first_seq: int) -> Path:
         path = segment_path(self.directory, first_seq)
@@ -112,6 +114,7 @@ class Journal:
             self._written += 1
             ticket = self._written
             self._wait_durable(ticket)
+            self._report()
         for listener in self._listeners:
             listener()
 
@@ -203,8 +206,14 @@ class Journal:
                     continue
                 path.unlink()
                 del self._sizes[first]
+            self._report()
         if doomed:
             fsync_dir(self.directory)
+
+    def _report(self) -> None:
+        """Update the journal gauges; called with the lock held."""
+        JOURNAL_BYTES.set(sum(self._sizes.values()))
+        JOURNAL_SEGMENTS.set(len(self._sizes))
 
     def close(self) -> None:
         with self._cond:

@@ -54,7 +54,11 @@ class SinkRunner:
         self._report_lag()  # from the start, so a restart's backlog shows before the first read
 
     def wake(self) -> None:
-        """Called from the appending thread; hops to the event loop before touching the event."""
+        """Called from the appending thread after each append: the lag grew, and there is more to read.
+
+        The gauge is set here so it stays current while a failing sink sleeps between retries.
+        """
+        self._report_lag()
         self._loop.call_soon_threadsafe(self._woken.set)
 
     async def run(self) -> None:

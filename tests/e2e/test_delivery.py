@@ -134,6 +134,10 @@ def test_sink_outage_fills_the_journal_to_503_then_everything_is_delivered_once(
         ready_while_full = http.get(f"{server.url}/readyz").status_code
 
         assert refused is not None, "the journal never filled up"
+        assert server.metric("tailscribe_journal_bytes") >= 300_000
+        assert server.metric("tailscribe_journal_segments") > 5
+        assert server.metric("tailscribe_sink_lag_records", sink="nats") >= len(acknowledged)
+        assert server.metric("tailscribe_sink_errors_total", sink="nats") > 0
         assert refused.status_code == 503 and refused.json()["code"] == 9
         assert int(refused.headers["retry-after"]) > 0
         assert ready_while_full == 503
@@ -149,6 +153,7 @@ def test_sink_outage_fills_the_journal_to_503_then_everything_is_delivered_once(
     assert after.status_code == 200
     acknowledged.append("after-outage")
     server.drained("nats")
+    assert server.metric("tailscribe_journal_bytes") < 300_000
     assert streamed_nodes(nats_server.url) == Counter(acknowledged)
     assert archived_nodes(server) == Counter(acknowledged)
 
