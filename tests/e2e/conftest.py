@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
 TOKEN = "e2e-test-token-0123456789abcdef"
@@ -109,6 +110,17 @@ def _rows(paths: list[Path]) -> list[dict[str, object]]:
 
 
 MakeServer = Callable[..., Server]
+
+
+def tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A certificate for 127.0.0.1, its key, and the test CA that signed it (trustme), as PEM files."""
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    cert, key, ca = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
+    certificate.private_key_pem.write_to_path(str(key))
+    certificate.cert_chain_pems[0].write_to_path(str(cert))
+    authority.cert_pem.write_to_path(str(ca))
+    return cert, key, ca
 
 
 @pytest.fixture

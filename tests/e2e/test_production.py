@@ -10,9 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 
-from tests.e2e.conftest import TOKEN, MakeServer, Server
+from tests.e2e.conftest import TOKEN, MakeServer, Server, tls_files
 from tests.samples import audit_event, concatenated, envelope, network_event
 
 AUDIT = concatenated([envelope(audit_event())])
@@ -73,12 +72,7 @@ def test_each_source_posts_as_itself_and_only_where_it_may(two_sources: Server):
 
 
 def test_https_is_served_with_the_configured_certificate(make_server: MakeServer, tmp_path: Path):
-    authority = trustme.CA()
-    certificate = authority.issue_cert("127.0.0.1")
-    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    certificate.private_key_pem.write_to_path(str(key))
-    certificate.cert_chain_pems[0].write_to_path(str(cert))
-    authority.cert_pem.write_to_path(str(ca))
+    cert, key, ca = tls_files(tmp_path)
 
     server = make_server("--tls-cert", str(cert), "--tls-key", str(key), https_ca=str(ca))
 

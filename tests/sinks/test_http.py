@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import socket
 import time
@@ -13,16 +12,16 @@ from typing import Any
 
 import orjson
 import pytest
-import trustme
 from pydantic import ValidationError
 
 from app.ingest.pipeline import RequestContext, build_batch
-from app.sinks.base import RetryableSinkError, SinkBatch, SinkError, build_sink
+from app.sinks.base import RetryableSinkError, SinkError, build_sink
 from app.sinks.http import HttpSink, HttpSinkConfig
 from app.types import Row
 from tests.e2e import conftest as e2e
-from tests.e2e.conftest import TOKEN, MakeServer, Server, free_port
+from tests.e2e.conftest import TOKEN, MakeServer, Server, free_port, tls_files
 from tests.samples import audit_event, envelope, network_event
+from tests.sinks.drive import deliver
 from tests.tools import conftest as scripted
 from tests.tools.conftest import Answer, Received, Stub
 
@@ -51,20 +50,6 @@ def sized_rows(count: int, size: int, *, start: int = 0) -> list[Row]:
 
 def sink_for(url: str, **options: Any) -> HttpSink:
     return HttpSink(HttpSinkConfig(type="http", url=url, **options))
-
-
-def deliver(sink: HttpSink, *batches: list[Row]) -> None:
-    """start, write each batch, close, as the runner would."""
-
-    async def run() -> None:
-        await sink.start()
-        try:
-            for seq, rows in enumerate(batches):
-                await sink.write(SinkBatch(rows, first_seq=seq))
-        finally:
-            await sink.close()
-
-    asyncio.run(run())
 
 
 def header(request: Received, name: str) -> str | None:
@@ -125,12 +110,7 @@ def test_every_row_lands_in_a_downstream_tailscribe_and_a_resent_batch_keeps_its
 
 
 def test_https_downstream_is_trusted_through_ca_file_and_refused_without_it(make_server: MakeServer, tmp_path: Path):
-    authority = trustme.CA()
-    certificate = authority.issue_cert("127.0.0.1")
-    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    certificate.private_key_pem.write_to_path(str(key))
-    certificate.cert_chain_pems[0].write_to_path(str(cert))
-    authority.cert_pem.write_to_path(str(ca))
+    cert, key, ca = tls_files(tmp_path)
     downstream = make_server("--tls-cert", str(cert), "--tls-key", str(key), https_ca=str(ca))
     url = f"{downstream.url}/services/collector/event"
     rows = journal_rows(3, 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -12,9 +11,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.sinks.base import SinkBatch, SinkError, build_sink
+from app.sinks.base import SinkError, build_sink
 from app.sinks.stdout import StdoutSink, StdoutSinkConfig
 from app.types import Row
+from tests.sinks.drive import deliver
 
 ROOT = Path(__file__).parents[2]
 
@@ -28,20 +28,8 @@ EXPECTED = (
 )
 
 
-def write(sink: StdoutSink, *batches: list[Row]) -> None:
-    async def run() -> None:
-        await sink.start()
-        try:
-            for seq, rows in enumerate(batches):
-                await sink.write(SinkBatch(rows, first_seq=seq))
-        finally:
-            await sink.close()
-
-    asyncio.run(run())
-
-
 def test_each_row_is_one_ndjson_line_in_order(capsysbinary: pytest.CaptureFixture[bytes]):
-    write(StdoutSink(StdoutSinkConfig(type="stdout")), ROWS, [], ROWS[:1])
+    deliver(StdoutSink(StdoutSinkConfig(type="stdout")), ROWS, [], ROWS[:1])
 
     out, err = capsysbinary.readouterr()
     assert out == EXPECTED + EXPECTED.splitlines(keepends=True)[0]
@@ -98,5 +86,5 @@ def test_a_closed_pipe_is_a_sink_error():
 
 def test_a_row_that_is_not_json_is_a_sink_error(capsysbinary: pytest.CaptureFixture[bytes]):
     with pytest.raises(SinkError, match="cannot be serialized"):
-        write(StdoutSink(StdoutSinkConfig(type="stdout")), [{"time": {1, 2}}])
+        deliver(StdoutSink(StdoutSinkConfig(type="stdout")), [{"time": {1, 2}}])
     assert capsysbinary.readouterr().out == b""
