@@ -58,7 +58,10 @@ def _put_indicator(row: Row, key: str, values: set[str]) -> None:
 
 
 def _split_traffic(event: Row) -> set[str]:
-    """Set the split fields of every traffic entry; return the distinct IPs found, as written."""
+    """Set the split fields of every traffic entry; return the distinct IPs found, as written.
+
+    The loops are kept flat, without helper calls: they run for every src and dst (~30 a record).
+    """
     found: set[str] = set()
     for traffic_key in TRAFFIC_KEYS:
         entries = event.get(traffic_key)
@@ -67,7 +70,6 @@ def _split_traffic(event: Row) -> set[str]:
         for entry in entries:
             if not isinstance(entry, dict):
                 continue
-            # Kept flat, without helper calls: this runs for every src and dst.
             for side, ip_key, port_key in _SIDES:
                 text = entry.get(side)
                 ip, port = split_addr_port(text) if isinstance(text, str) else _NEITHER
@@ -108,8 +110,13 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
     actor_ids: set[str] = set()
     event = row.get("event")
     if isinstance(event, dict):
-        # Canonicalized once per distinct address, not once per entry.
-        ips.update(canonical for ip in _split_traffic(event) if (canonical := canonical_ip(ip)) is not None)
+        # A valid IPv4 address is already canonical (no leading zeros, no zone): only IPv6 needs
+        # canonicalising, once per distinct address.
+        for ip in _split_traffic(event):
+            if ":" not in ip:
+                ips.add(ip)
+            elif (canonical := canonical_ip(ip)) is not None:
+                ips.add(canonical)
         _add_node(event.get("srcNode"), ips, emails)
         destinations = event.get("dstNodes")
         if isinstance(destinations, list):
