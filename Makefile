@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format docs clean
+.PHONY: run test lint format docs bench clean
 
 run: $(VENV)/.installed-run
 	$(BIN)/tailscribe serve

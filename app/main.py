@@ -6,6 +6,7 @@ Called by the CLI with explicit settings, or by uvicorn in factory mode
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.inflight = 0
+    app.state.processing = asyncio.Semaphore(settings.processing_concurrency)
     app.state.status = StatusBoard()
     add_ingest_routes(app, authenticator.sources)
     app.include_router(router)

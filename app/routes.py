@@ -104,7 +104,10 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
         content_encoding=content_encoding,
         metadata={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
     )
-    batch = await run_in_threadpool(process_request, raw, ctx, settings, request.app.state.storage)
+    # One body at a time per worker (processing_concurrency): a parsed 11 MB body is several hundred
+    # MB of Python objects, and under the GIL a second one in parallel would not finish sooner.
+    async with request.app.state.processing:
+        batch = await run_in_threadpool(process_request, raw, ctx, settings, request.app.state.storage)
     request.state.accepted = len(batch.accepted)
     request.state.quarantined = len(batch.quarantined)
     record_outcome(request, status=200)

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(
         64, gt=0, description="Ingest requests processed at once per worker; more are answered 503 + Retry-After."
     )
+    processing_concurrency: int = Field(
+        1,
+        gt=0,
+        le=64,
+        description="Request bodies decoded and validated at once per worker; the rest wait holding only "
+        "their raw bytes. Python runs one at a time anyway (the GIL), so more only multiplies memory.",
+    )
     body_timeout: float = Field(60.0, gt=0, description="Seconds a client may take to send a whole body (408 after).")
     keepalive_timeout: float = Field(20.0, gt=0, description="Seconds an idle keep-alive connection stays open.")
     shutdown_timeout: float = Field(

@@ -164,12 +164,18 @@ class Journal:
             self._cond.wait()
         if self._end.offset < self.segment_bytes:
             return  # another appender rolled while this one waited
-        os.fsync(self._fd)
+        # The new segment is opened before the old one is let go: if it cannot be (no inode, no
+        # descriptor), the request fails with 503 and the journal carries on in the old segment.
+        try:
+            os.fsync(self._fd)
+            fd = os.open(self._touch(self._end.seq), os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise StorageUnavailable(f"could not start a new journal segment: {exc.strerror}") from exc
         os.close(self._fd)
+        self._fd = fd
         self._durable = self._end
         self._synced = self._written
         self._end = Position(self._end.seq, 0, self._end.seq)
-        self._fd = os.open(self._touch(self._end.segment), os.O_WRONLY | os.O_APPEND)
         self._sizes[self._end.segment] = 0
 
     def read(self, position: Position, *, max_records: int, max_bytes: int) -> list[Entry]:

@@ -45,6 +45,12 @@ class ArchiveSinkConfig(SinkConfig):
     compression: Literal["none", "gzip", "zstd"] = Field("none", description="Compress part files.")
     max_file_bytes: int = Field(256 * MiB, gt=0, description="Start a new part file past this size.")
     max_file_age: float = Field(3600.0, gt=0, description="Start a new part file after this many seconds.")
+    batch_max_age: float = Field(
+        0.25,
+        ge=0,
+        description="Seconds to gather rows before a write: the journal already holds them durably, and each "
+        "write costs a few fsyncs, so small requests are archived together.",
+    )
 
 
 class ArchiveSink:

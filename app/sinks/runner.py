@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from app.journal import Entry, Journal, Position
 from app.journal.checkpoints import CheckpointStore
 from app.observability import SINK_ERRORS, SINK_LAG_RECORDS, SINK_LAG_SECONDS, SINK_ROWS, log_event
-from app.sinks.base import RetryableSinkError, Sink, SinkBatch, SinkConfig, SinkError
+from app.sinks.base import RetryableSinkError, Sink, SinkBatch, SinkConfig
 from app.types import PANTHER_LOG_TYPES, Row
 
 RETRY_BASE: Final = 0.5
@@ -116,7 +116,26 @@ class SinkRunner:
             SINK_ROWS.labels(self.config.name).inc(len(rows))
         self.position = entries[-1].end
         self._oldest = None
-        await run_in_threadpool(self.checkpoints.save, self.config.name, self.position)
+        await self._save_checkpoint()
+
+    async def _save_checkpoint(self) -> None:
+        """Persist the position, retrying while the disk refuses (full, out of inodes).
+
+        Until it is saved, a restart would deliver these rows again: at least once, never lost.
+        """
+        failures = 0
+        while True:
+            try:
+                await run_in_threadpool(self.checkpoints.save, self.config.name, self.position)
+                return
+            except OSError as exc:
+                failures += 1
+                SINK_ERRORS.labels(self.config.name, "checkpoint").inc()
+                delay = min(RETRY_MAX, RETRY_BASE * 2 ** min(failures, 16))
+                log_event(logging.ERROR, "sink checkpoint not saved", sink=self.config.name, error=str(exc))
+                if self._stopping:
+                    return
+                await asyncio.sleep(delay)
 
     def _rows(self, entries: list[Entry]) -> list[Row]:
         rows = [orjson.loads(line) for entry in entries for line in entry.lines]
@@ -129,7 +148,7 @@ class SinkRunner:
             try:
                 await attempt()
                 return
-            except SinkError as exc:
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug must not end delivery: it is retried like SinkError
                 retryable = isinstance(exc, RetryableSinkError)
                 failures += 1
                 SINK_ERRORS.labels(self.config.name, "retryable" if retryable else "fatal").inc()

@@ -60,11 +60,16 @@ def durable_write(path: Path, data: bytes, *, mode: int = 0o640) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        # A full disk must not keep a half-written temp file: its space is what is missing.
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

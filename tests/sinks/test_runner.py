@@ -76,7 +76,14 @@ def test_every_row_is_delivered_in_order_and_the_checkpoint_follows(tmp_path: Pa
 
 def test_failures_are_retried_until_delivered_without_skipping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr("app.sinks.runner.RETRY_BASE", 0.001)
-    sink = RecordingSink([RetryableSinkError("down"), SinkError("refused"), RetryableSinkError("x", retry_after=0.01)])
+    sink = RecordingSink(
+        [
+            RetryableSinkError("down"),
+            SinkError("refused"),
+            KeyError("a plugin bug"),
+            RetryableSinkError("x", retry_after=0.01),
+        ]
+    )
     journal, group, _ = make(tmp_path, sink)
     journal.append(rows("a", "b"))
 

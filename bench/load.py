@@ -1,0 +1,188 @@
+"""Running a receiver and loading it: processes, wrk and hey, and what /proc says about their cost.
+
+Every server binds 127.0.0.1 on a free port; every load run is bounded in time and stops by itself.
+wrk (closed loop, `bench/post.lua`) finds peak throughput; hey's per-worker rate limit (`-q`)
+gives latency at a chosen fraction of that peak.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+TOKEN: Final = "bench-token-0123456789"
+LUA: Final = Path(__file__).with_name("post.lua")
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Receiver:
+    """One receiver process tree (uvicorn parent and its workers) serving on 127.0.0.1."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tailscribe-bench-")))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/tailscale/network"
+
+    def start(self) -> None:
+        command = [part.format(port=self.port, workdir=self.workdir) for part in self.command]
+        env = {**os.environ, "TOKEN": TOKEN, "NAIVE_OUTPUT": str(self.workdir / "naive.ndjson"), **self.env}
+        self.process = subprocess.Popen(
+            command, cwd=Path(__file__).parent.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.post(self.url, content=b"", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start: {command}")
+
+    def pids(self) -> list[int]:
+        """The parent and every descendant (uvicorn's workers)."""
+        assert self.process is not None
+        found, queue = [], [self.process.pid]
+        while queue:
+            pid = queue.pop()
+            found.append(pid)
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            if children.exists():
+                queue += [int(child) for child in children.read_text().split()]
+        return found
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / CLOCK_TICKS
+
+    def peak_rss_mb(self) -> float:
+        """The largest peak resident set (VmHWM) of any one process of the tree, in MB."""
+        peaks = []
+        for pid in self.pids():
+            status = Path(f"/proc/{pid}/status")
+            if status.exists() and (match := re.search(r"VmHWM:\s+(\d+) kB", status.read_text())):
+                peaks.append(int(match[1]) / 1024)
+        return max(peaks, default=0.0)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def tailscribe(workers: int) -> Receiver:
+    return Receiver(
+        f"tailscribe ({workers} worker{'s' if workers > 1 else ''})",
+        [sys.executable, "-m", "app.cli", "serve", "--port", "{port}", "--data-dir", "{workdir}/data"]
+        + ["--token", TOKEN, "--workers", str(workers), "--log-level", "warning"],
+    )
+
+
+def uvicorn_app(name: str, target: str, workers: int) -> Receiver:
+    return Receiver(
+        name,
+        [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", "{port}"]
+        + [
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    seconds: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def wrk(url: str, body: bytes, *, encoding: str | None, seconds: int, connections: int) -> LoadResult:
+    """Closed-loop peak load: `connections` clients posting `body` back to back for `seconds`."""
+    with tempfile.NamedTemporaryFile(suffix=".body") as file:
+        file.write(body)
+        file.flush()
+        env = {**os.environ, "BODY_FILE": file.name, "TOKEN": TOKEN, "CONTENT_ENCODING": encoding or ""}
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", str(LUA), url]
+        output = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60).stdout
+    summary = json.loads(output.strip().splitlines()[-1])
+    return LoadResult(
+        requests=summary["requests"] - summary["status_errors"],
+        seconds=summary["duration_us"] / 1e6,
+        errors=summary["status_errors"] + summary["socket_errors"],
+        p50_ms=summary["p50_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        max_ms=summary["max_us"] / 1000,
+    )
+
+
+def hey(url: str, body: bytes, *, encoding: str | None, seconds: int, clients: int, rate: float) -> LoadResult:
+    """Rate-limited load: `clients` each sending at most `rate` requests a second."""
+    with tempfile.NamedTemporaryFile(suffix=".body") as file:
+        file.write(body)
+        file.flush()
+        command = ["hey", "-z", f"{seconds}s", "-c", str(clients), "-q", f"{max(rate, 0.1):.2f}", "-m", "POST"]
+        command += ["-D", file.name, "-H", f"Authorization: Bearer {TOKEN}", "-t", "30"]
+        if encoding:
+            command += ["-H", f"Content-Encoding: {encoding}"]
+        output = subprocess.run([*command, url], capture_output=True, text=True, timeout=seconds + 90).stdout
+
+    def seconds_at(percent: str) -> float:
+        match = re.search(rf"{percent}% in ([0-9.]+) secs", output)
+        return float(match[1]) * 1000 if match else float("nan")
+
+    ok = sum(int(count) for count in re.findall(r"\[200\]\s+(\d+) responses", output))
+    total = sum(int(count) for count in re.findall(r"\[\d+\]\s+(\d+) responses", output))
+    slowest = re.search(r"Slowest:\s+([0-9.]+) secs", output)
+    return LoadResult(
+        ok,
+        float(seconds),
+        total - ok,
+        seconds_at("50"),
+        seconds_at("99"),
+        float(slowest[1]) * 1000 if slowest else float("nan"),
+    )

@@ -1,0 +1,162 @@
+"""The benchmark: tailscribe against the null floor, the naive receiver and the orjson ceiling, in one run.
+
+    .venv/bin/python -m bench.run [--seconds 8] [--output bench/RESULTS.md]   (or `make bench`)
+
+Needs `wrk` and `hey` (Debian packages; `make bench` installs them). Everything runs on this
+machine against 127.0.0.1; each load run is bounded by `--seconds`. Prints markdown tables and
+writes them, with the machine and the date, to `--output`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.inprocess import measure
+from bench.load import LoadResult, Receiver, hey, tailscribe, uvicorn_app, wrk
+from bench.workload import Body, body, records
+
+CONNECTIONS = {1: 16, 73: 16, 3375: 4}
+"""Concurrent clients per body size: enough to saturate two cores without queueing minutes of work."""
+
+
+def receivers(workers: int) -> dict[str, Callable[[], Receiver]]:
+    return {
+        "tailscribe": lambda: tailscribe(workers),
+        "null": lambda: uvicorn_app("null receiver", "bench.null:app", workers),
+        "naive": lambda: uvicorn_app("naive receiver", "bench.naive:app", workers),
+    }
+
+
+def run_peak(receiver: Receiver, load: Body, seconds: int) -> dict[str, float]:
+    """Peak closed-loop load against a started receiver: throughput, latency, CPU and memory."""
+    cpu_before = receiver.cpu_seconds()
+    result: LoadResult = wrk(
+        receiver.url, load.data, encoding=load.encoding, seconds=seconds, connections=CONNECTIONS[load.records]
+    )
+    time.sleep(1.0)  # let sinks drain what was acknowledged: their CPU is part of the cost
+    records = result.requests * load.records
+    cpu = receiver.cpu_seconds() - cpu_before
+    return {
+        "rps": records / result.seconds,
+        "mbps": result.requests * load.raw_bytes / result.seconds / 1e6,
+        "p50": result.p50_ms,
+        "p99": result.p99_ms,
+        "max": result.max_ms,
+        "errors": result.errors,
+        "rss": receiver.peak_rss_mb(),
+        "cpu_10k": cpu / records * 10_000 if records else float("nan"),
+    }
+
+
+def row(name: str, shape: str, m: dict[str, float]) -> str:
+    return (
+        f"| {name} | {shape} | {m['rps']:,.0f} | {m['mbps']:.1f} | {m['p50']:.1f} | {m['p99']:.1f} | {m['max']:.0f} "
+        f"| {m['rss']:.0f} | {m['cpu_10k']:.2f} | {m['errors']:.0f} |"
+    )
+
+
+HEADER = (
+    "| receiver | body | records/s | MB/s | p50 ms | p99 ms | max ms | peak RSS MB/process "
+    "| CPU s / 10k records | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    args = parser.parse_args()
+    network = {count: records("network", count) for count in (1, 73, 3375)}
+    lines: list[str] = []
+
+    def emit(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    emit(f"# Benchmark results\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}\n")
+    emit("Network records (~2.3 KB each, bench/workload.py), 2 workers each; tailscribe answers once durable.\n")
+    emit(HEADER)
+    peaks: dict[tuple[str, int, str], dict[str, float]] = {}
+    for name, make in receivers(2).items():
+        receiver = make()
+        receiver.start()
+        try:
+            for count in (73, 3375):
+                for compress in (False, True):
+                    if name == "naive" and compress:
+                        continue  # the naive receiver reads plain NDJSON only
+                    load = body(network[count], ndjson=name == "naive", compress=compress)
+                    shape = f"{count} rec, {'gzip' if compress else 'plain'}"
+                    peaks[(name, count, shape)] = measured = run_peak(receiver, load, args.seconds)
+                    emit(row(receiver.name, shape, measured))
+        finally:
+            receiver.stop()
+
+    emit("\n## How cost grows\n")
+    emit(HEADER)
+    for workers in (1, 2):
+        receiver = tailscribe(workers)
+        receiver.start()
+        try:
+            for count in (1, 73, 3375) if workers == 2 else (73,):
+                measured = run_peak(receiver, body(network[count]), args.seconds)
+                emit(row(receiver.name, f"{count} rec, plain", measured))
+        finally:
+            receiver.stop()
+
+    emit("\n## Latency at 70% of peak (hey, rate-limited)\n")
+    emit("| receiver | body | target records/s | achieved records/s | p50 ms | p99 ms | max ms |")
+    emit("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    receiver = tailscribe(2)
+    receiver.start()
+    try:
+        for count in (73, 3375):
+            peak = peaks[("tailscribe", count, f"{count} rec, plain")]["rps"]
+            clients = CONNECTIONS[count]
+            rate = 0.7 * peak / count / clients
+            result = hey(
+                receiver.url, body(network[count]).data, encoding=None, seconds=args.seconds, clients=clients, rate=rate
+            )
+            achieved = result.requests * count / result.seconds
+            latency = f"{result.p50_ms:.1f} | {result.p99_ms:.1f} | {result.max_ms:.0f}"
+            emit(f"| tailscribe (2 workers) | {count} rec | {0.7 * peak:,.0f} | {achieved:,.0f} | {latency} |")
+        big = body(records("network", 4900))  # ~11 MB, the largest body Tailscale was seen to send
+        hey(receiver.url, big.data, encoding=None, seconds=args.seconds, clients=16, rate=100)
+        size = len(big.data) / 1e6
+        emit(f"\nPeak RSS per process while 16 clients post {size:.1f} MB bodies: {receiver.peak_rss_mb():.0f} MB\n")
+    finally:
+        receiver.stop()
+
+    emit("## In process, one core (no HTTP, no disk)\n")
+    emit("| body | tailscribe pipeline rec/s | µs/record | orjson ceiling rec/s | pipeline / ceiling |")
+    emit("| --- | ---: | ---: | ---: | ---: |")
+    for count in (73, 3375):
+        result = measure("network", count, repeat=max(5, 20_000 // count))
+        rates = f"{result['pipeline_rps']:,.0f} | {result['us_per_record']:.1f} | {result['ceiling_rps']:,.0f}"
+        emit(f"| {count} network rec | {rates} | {result['ratio']:.0%} |")
+
+    ts = peaks[("tailscribe", 73, "73 rec, plain")]["rps"]
+    naive = peaks[("naive", 73, "73 rec, plain")]["rps"]
+    emit(f"\ntailscribe / naive, 73 records per request: {ts / naive:.2f}x\n")
+    args.output.write_text("\n".join(lines) + "\n")
+
+
+def machine() -> str:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = os.getloadavg()[0]
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    return (
+        f"{os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}, {wrk_version.strip()}, "
+        f"load average {load:.2f} at start; the load generator shares the machine"
+    )
+
+
+if __name__ == "__main__":
+    main()
