@@ -51,10 +51,9 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def _put_indicator(row: Row, key: str, values: set[str]) -> None:
+    row.pop(key, None)  # a sender's value goes; ours is appended last, like every p_* field
     if values:
         row[key] = sorted(values)
-    else:
-        row.pop(key, None)
 
 
 def _split_traffic(event: Row) -> set[str]:
@@ -130,13 +129,20 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
 
     seconds = row.get("time")  # validated rows always have it; Panther falls back to the parse time
     event_time = _EPOCH + timedelta(seconds=seconds) if isinstance(seconds, int | float) else parse_time
-    row["p_log_type"] = PANTHER_LOG_TYPES[log_type]
-    row["p_row_id"] = row_id
-    row["p_event_time"] = format_timestamp(event_time)
-    row["p_parse_time"] = format_timestamp(parse_time)
-    row["p_schema_version"] = SCHEMA_VERSION
-    row["p_source_id"] = source_id
-    row["p_source_label"] = source_label
+    standard = {
+        "p_log_type": PANTHER_LOG_TYPES[log_type],
+        "p_row_id": row_id,
+        "p_event_time": format_timestamp(event_time),
+        "p_parse_time": format_timestamp(parse_time),
+        "p_schema_version": SCHEMA_VERSION,
+        "p_source_id": source_id,
+        "p_source_label": source_label,
+    }
+    for key, value in standard.items():
+        # Removed first, so the receiver's own p_* fields always come last in the row, after anything
+        # a sender put there: `app.sinks.base.line_field` relies on that.
+        row.pop(key, None)
+        row[key] = value
     _put_indicator(row, "p_any_ip_addresses", ips)
     _put_indicator(row, "p_any_emails", emails)
     _put_indicator(row, "p_any_actor_ids", actor_ids)

@@ -29,10 +29,9 @@ import zstandard
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig
+from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, line_field
 from app.storage.files import durable_append, durable_write, ensure_dir
 from app.storage.local import partition_path
-from app.types import Row
 
 MiB: Final = 1024 * 1024
 EXTENSIONS: Final = {"none": ".ndjson", "gzip": ".ndjson.gz", "zstd": ".ndjson.zst"}
@@ -86,9 +85,10 @@ class ArchiveSink:
         state = self._state(batch.stream)
         if state.get("first_seq") == batch.first_seq:
             self._undo(state["sizes"])  # type: ignore[arg-type]
-        grouped: defaultdict[str, list[Row]] = defaultdict(list)
-        for row in batch.rows:
-            grouped[f"log_type={row['p_log_type']}/{partition_path(row['p_event_time'])}"].append(row)
+        grouped: defaultdict[str, list[bytes]] = defaultdict(list)
+        for line in batch.lines:  # never parsed: the partition is read off the line itself
+            log_type, event_time = line_field(line, "p_log_type"), line_field(line, "p_event_time")
+            grouped[f"log_type={log_type}/{partition_path(event_time or '')}"].append(line)
         targets = {self._part_file(partition, batch.stream): rows for partition, rows in grouped.items()}
         sizes = {name: self._size(name) for name in targets}
         self._states[batch.stream] = {"first_seq": batch.first_seq, "sizes": sizes}
@@ -123,8 +123,8 @@ class ArchiveSink:
         path = self.root / name
         return path.stat().st_size if path.exists() else 0
 
-    def _encode(self, rows: list[Row]) -> bytes:
-        data = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    def _encode(self, lines: list[bytes]) -> bytes:
+        data = b"".join(line + b"\n" for line in lines)
         if self.config.compression == "gzip":
             return gzip.compress(data, compresslevel=6)
         if self.config.compression == "zstd":

@@ -15,10 +15,10 @@ that needs it (fsspec's registry shape).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.types import LOG_TYPES, LogType, Row
@@ -81,9 +81,12 @@ class SinkConfig(BaseModel):
     )
 
 
-@dataclass(frozen=True, slots=True)
 class SinkBatch:
-    """Rows for one `write`, in journal order.
+    """Rows for one `write`, in journal order, as dicts (`rows`) or as their JSON lines (`lines`).
+
+    The runner builds it from the journal's lines, and a sink that only moves bytes (archive, NATS,
+    stdout) never pays for parsing them; `rows` parses once, on first use. Tests and tools may build
+    it from rows instead, and `lines` then serializes once.
 
     `first_seq` is the sequence number of the first row the batch was read from, within the journal
     named `stream` (each worker process has a journal of its own, numbered from 0). The same rows
@@ -91,9 +94,53 @@ class SinkBatch:
     write idempotent (the archive truncates back; object keys and NATS message ids use row ids).
     """
 
-    rows: list[Row]
-    first_seq: int
-    stream: str = "journal"
+    __slots__ = ("_lines", "_rows", "first_seq", "stream")
+
+    def __init__(
+        self,
+        rows: list[Row] | None = None,
+        first_seq: int = 0,
+        stream: str = "journal",
+        *,
+        lines: list[bytes] | None = None,
+    ) -> None:
+        if (rows is None) == (lines is None):
+            raise ValueError("give a batch either rows or lines")
+        self._rows = rows
+        self._lines = lines
+        self.first_seq = first_seq
+        self.stream = stream
+
+    @property
+    def rows(self) -> list[Row]:
+        if self._rows is None:
+            self._rows = [orjson.loads(line) for line in self.lines]
+        return self._rows
+
+    @property
+    def lines(self) -> list[bytes]:
+        if self._lines is None:
+            self._lines = [orjson.dumps(row) for row in self.rows]
+        return self._lines
+
+    def __len__(self) -> int:
+        return len(self._lines if self._lines is not None else self.rows)
+
+
+def line_field(line: bytes, key: str) -> str | None:
+    """A top-level `p_*` string field of a row as the receiver serialized it, without parsing the row.
+
+    Enrichment adds the `p_*` fields after `event`, and orjson writes keys in insertion order, so
+    the last `"key":"` in the line is the top-level one even if a sender hid the same key deeper in
+    the record. The values read this way (log type, event time, row id) never hold a quote.
+    """
+    marker = f'"{key}":"'.encode()
+    start = line.rfind(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    end = line.find(b'"', start)
+    return line[start:end].decode() if end > 0 else None
 
 
 @runtime_checkable

@@ -20,14 +20,13 @@ from typing import Final
 
 import nats.errors
 import nats.js.errors
-import orjson
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig, StreamInfo
 from pydantic import Field, FilePath, SecretStr, field_validator
 
-from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError
-from app.types import LOG_TYPES, PANTHER_LOG_TYPES, LogType, Row
+from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError, line_field
+from app.types import LOG_TYPES, PANTHER_LOG_TYPES, LogType
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +108,9 @@ class NatsSink:
         ready = self._js is not None and self._nc is not None and self._nc.is_connected
         js = self._js if ready and self._js is not None else await self._start()
         step = self.config.max_in_flight
-        for offset in range(0, len(batch.rows), step):
-            chunk = batch.rows[offset : offset + step]
-            results = await asyncio.gather(*(self._publish(js, row) for row in chunk), return_exceptions=True)
+        for offset in range(0, len(batch), step):
+            chunk = batch.lines[offset : offset + step]
+            results = await asyncio.gather(*(self._publish(js, line) for line in chunk), return_exceptions=True)
             failures = [result for result in results if isinstance(result, BaseException)]
             if not failures:
                 continue
@@ -148,12 +147,13 @@ class NatsSink:
         self._js = js
         return js
 
-    async def _publish(self, js: JetStreamContext, row: Row) -> None:
-        subject = self._subjects.get(str(row.get("p_log_type")))
-        if subject is None:
-            raise SinkError(f"nats: row {row.get('p_row_id')!r} has unknown p_log_type {row.get('p_log_type')!r}")
-        headers = {"Nats-Msg-Id": str(row["p_row_id"])}
-        await js.publish(subject, orjson.dumps(row), stream=self.config.stream, headers=headers)
+    async def _publish(self, js: JetStreamContext, line: bytes) -> None:
+        """Publish the row's stored JSON line as is; subject and message id are read off the line."""
+        row_id, log_type = line_field(line, "p_row_id"), line_field(line, "p_log_type")
+        subject = self._subjects.get(str(log_type))
+        if subject is None or row_id is None:
+            raise SinkError(f"nats: row {row_id!r} has unknown p_log_type {log_type!r} or no p_row_id")
+        await js.publish(subject, line, stream=self.config.stream, headers={"Nats-Msg-Id": row_id})
 
     async def _connect(self) -> Client:
         config = self.config

@@ -19,14 +19,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 
 from app.journal import Entry, Journal, Position
 from app.journal.checkpoints import CheckpointStore
 from app.observability import SINK_ERRORS, SINK_LAG_RECORDS, SINK_LAG_SECONDS, SINK_ROWS, log_event
-from app.sinks.base import RetryableSinkError, Sink, SinkBatch, SinkConfig
-from app.types import PANTHER_LOG_TYPES, Row
+from app.sinks.base import RetryableSinkError, Sink, SinkBatch, SinkConfig, line_field
+from app.types import PANTHER_LOG_TYPES
 
 RETRY_BASE: Final = 0.5
 RETRY_MAX: Final = 30.0
@@ -109,11 +108,11 @@ class SinkRunner:
         return self._stopping or (not more and self.config.batch_max_age == 0)
 
     async def _deliver(self, entries: list[Entry]) -> None:
-        rows = self._rows(entries)
-        if rows:
-            batch = SinkBatch(rows=rows, first_seq=entries[0].first_seq, stream=self.journal.directory.name)
+        lines = [line for entry in entries for line in entry.lines if line_field(line, "p_log_type") in self._wanted]
+        if lines:
+            batch = SinkBatch(lines=lines, first_seq=entries[0].first_seq, stream=self.journal.directory.name)
             await self._retry("write", lambda: self.sink.write(batch))
-            SINK_ROWS.labels(self.config.name).inc(len(rows))
+            SINK_ROWS.labels(self.config.name).inc(len(lines))
         self.position = entries[-1].end
         self._oldest = None
         await self._save_checkpoint()
@@ -136,10 +135,6 @@ class SinkRunner:
                 if self._stopping:
                     return
                 await asyncio.sleep(delay)
-
-    def _rows(self, entries: list[Entry]) -> list[Row]:
-        rows = [orjson.loads(line) for entry in entries for line in entry.lines]
-        return [row for row in rows if row.get("p_log_type") in self._wanted]
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
         """Await `attempt()` until it succeeds; only a stop abandons it (the journal keeps the rows)."""

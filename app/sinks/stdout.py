@@ -32,7 +32,7 @@ class StdoutSink:
 
     async def write(self, batch: SinkBatch) -> None:
         try:
-            data = b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in batch.rows)
+            data = b"".join(line + b"\n" for line in batch.lines)
         except orjson.JSONEncodeError as exc:
             raise SinkError(f"stdout sink: a row cannot be serialized: {exc}") from exc
         # In a thread: a slow log collector fills the pipe, and that must not stall the event loop.
