@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format docs bench clean
+.PHONY: run test lint format docs bench fuzz clean
 
 run: $(VENV)/.installed-run
 	$(BIN)/tailscribe serve
@@ -33,8 +33,20 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := framing decoders
+
+# Coverage-guided fuzzing of the framer and decoders (fuzz/README.md); bounded, not part of CI.
+fuzz: $(VENV)/.installed-run
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install --quiet 'atheris>=2.3' \
+		|| echo "atheris cannot be installed here: the harnesses fall back to blind plain-Python mutation"
+	for target in $(FUZZ_TARGETS); do \
+		$(BIN)/python fuzz/fuzz_$$target.py -max_total_time=$(FUZZ_SECONDS) -timeout=10 -dict=fuzz/json.dict \
+			-artifact_prefix=fuzz/artifacts/ fuzz/work/$$target fuzz/corpus/$$target || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis fuzz/work fuzz/artifacts
 
 docs: $(VENV)/.installed-test
 	$(BIN)/python -m app.reference

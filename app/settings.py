@@ -120,7 +120,12 @@ class Settings(BaseSettings):
         128 * MiB, gt=0, description="Largest body after decompression, in bytes (413 above)."
     )
     max_records: int = Field(100_000, gt=0, description="Most records in one request (413 above).")
-    max_depth: int = Field(64, gt=1, le=900, description="Deepest JSON nesting of one record (400 above).")
+    max_depth: int = Field(
+        64,
+        gt=1,
+        le=250,
+        description="Deepest JSON nesting of one record (400 above); at most 250, as orjson writes no deeper.",
+    )
     max_concurrent_requests: int = Field(
         64, gt=0, description="Ingest requests processed at once per worker; more are answered 503 + Retry-After."
     )
