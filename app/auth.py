@@ -78,6 +78,18 @@ class Authenticator:
         return found
 
 
+def single_authorization(values: list[str]) -> str | None:
+    """The request's one Authorization value (None without one), or `InvalidToken` when it has several.
+
+    Authorization is not a list-valued field (RFC 9110 §11.6.2), so several of them make a malformed
+    request, and taking the first would be an arbitrary choice that a proxy in front need not share:
+    the proxy could vet one credential while the receiver trusts the other. So none of them counts.
+    """
+    if len(values) > 1:
+        raise InvalidToken("the request has several Authorization headers; send exactly one")
+    return values[0] if values else None
+
+
 def extract_token(authorization: str | None) -> str:
     """The credential of an `Authorization` header value, or `MissingToken`/`InvalidToken`."""
     if authorization is None or not authorization.strip():

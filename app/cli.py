@@ -26,6 +26,7 @@ from app import __version__
 from app.auth import Authenticator
 from app.main import create_app
 from app.observability import MULTIPROCESS_ENV, configure_logging
+from app.protocol import GuardedHttpToolsProtocol
 from app.settings import Settings
 from app.storage.files import durable_write
 from app.tools import send, validate
@@ -115,7 +116,7 @@ def serve(settings: Settings) -> int:
         timeout_keep_alive=int(settings.keepalive_timeout),
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,  # httptools, with limits on request heads
         log_config=None,
         access_log=False,  # the access log is ours: one JSON line per request, without secrets
         server_header=False,

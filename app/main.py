@@ -24,6 +24,7 @@ from app.journal import Journal
 from app.journal.checkpoints import CheckpointStore, Slot
 from app.middleware import AccessLogMiddleware
 from app.observability import AUTH_FAILURES, REJECTIONS, STORAGE_ERRORS, configure_logging, log_event
+from app.protocol import GuardedHttpToolsProtocol
 from app.routes import add_ingest_routes, router
 from app.settings import Settings
 from app.sinks import build_sinks
@@ -38,6 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     authenticator = Authenticator(settings.effective_sources())
     sinks = build_sinks(settings)
+    GuardedHttpToolsProtocol.configure(
+        header_timeout=settings.header_timeout, max_header_bytes=settings.max_header_bytes
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             slot.release()
             log_event(logging.INFO, "stopped")
 
-    app = FastAPI(title="tailscribe", version=__version__, lifespan=lifespan)
+    # No redirect_slashes: Starlette would answer `POST .../network/` with a 307 to a URL built from
+    # the request's Host and scheme. Behind a TLS-terminating proxy that scheme is http, and a sender
+    # following the 307 on the same host re-sends its Authorization header in clear text. A 404 is
+    # the honest answer to a mistyped URL.
+    app = FastAPI(title="tailscribe", version=__version__, lifespan=lifespan, redirect_slashes=False)
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.inflight = 0

@@ -17,11 +17,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from app.auth import Authenticator, Source
+from app.auth import Authenticator, Source, single_authorization
 from app.errors import BodyTimeout, InvalidToken, LogTypeNotAllowed, Overloaded, StorageUnavailable
 from app.ingest.body import read_capped
 from app.ingest.decoders import SUPPORTED_DECODERS
-from app.ingest.pipeline import RequestContext, process_request
+from app.ingest.pipeline import RequestContext, prepare_request, store_batch
 from app.observability import INFLIGHT, REQUEST_BYTES, metrics_text
 from app.settings import Settings
 from app.status import record_outcome
@@ -63,7 +63,7 @@ async def ingest(request: Request, log_type: LogType | None, *, only_source: str
     settings: Settings = request.app.state.settings
     authenticator: Authenticator = request.app.state.authenticator
     request.state.log_type = log_type
-    source = authenticator.authenticate(request.headers.get("authorization"))
+    source = authenticator.authenticate(single_authorization(request.headers.getlist("authorization")))
     request.state.source_id = source.id
     if only_source is not None and source.id != only_source:
         raise InvalidToken(f"this URL belongs to source {only_source!r}; the token is another source's")
@@ -104,10 +104,13 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
         content_encoding=content_encoding,
         metadata={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
     )
+    storage = request.app.state.storage
     # One body at a time per worker (processing_concurrency): a parsed 11 MB body is several hundred
-    # MB of Python objects, and under the GIL a second one in parallel would not finish sooner.
+    # MB of Python objects, and under the GIL a second one in parallel would not finish sooner. The
+    # fsync wait is outside, so the next body is prepared meanwhile and appends share fsyncs.
     async with request.app.state.processing:
-        batch = await run_in_threadpool(process_request, raw, ctx, settings, request.app.state.storage)
+        batch = await run_in_threadpool(prepare_request, raw, ctx, settings, storage)
+    await run_in_threadpool(store_batch, batch, storage)
     request.state.accepted = len(batch.accepted)
     request.state.quarantined = len(batch.quarantined)
     record_outcome(request, status=200)

@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         "their raw bytes. Python runs one at a time anyway (the GIL), so more only multiplies memory.",
     )
     body_timeout: float = Field(60.0, gt=0, description="Seconds a client may take to send a whole body (408 after).")
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client may take to send a request line and headers (408 after)."
+    )
+    max_header_bytes: int = Field(
+        64 * 1024, gt=0, description="Largest request line plus headers, in bytes (431 above)."
+    )
     keepalive_timeout: float = Field(20.0, gt=0, description="Seconds an idle keep-alive connection stays open.")
     shutdown_timeout: float = Field(
         30.0, gt=0, description="Seconds in-flight requests get to finish after SIGTERM before being cut."

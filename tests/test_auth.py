@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from app.auth import Authenticator, extract_token
+from app.auth import Authenticator, extract_token, single_authorization
 from app.errors import InvalidToken, MissingToken
 from app.settings import SourceConfig
 
@@ -82,3 +82,14 @@ def test_configuration_mistakes_are_refused_with_the_source_named(monkeypatch: p
         Authenticator([SourceConfig(id="a", token_env=["TS_TOKEN"])])
     monkeypatch.setenv("TS_TOKEN", "x1,x2")
     assert Authenticator([SourceConfig(id="a", token_env=["TS_TOKEN"])]).token_count("a") == 2
+
+
+@pytest.mark.parametrize("values", [["Bearer abc", "Bearer abc"], ["Bearer abc", "Bearer other"], ["", "Bearer abc"]])
+def test_several_authorization_headers_are_refused_whichever_comes_first(values: list[str]):
+    with pytest.raises(InvalidToken, match="several Authorization headers"):
+        single_authorization(values)
+
+
+def test_one_or_no_authorization_header_is_passed_on():
+    assert single_authorization(["Bearer abc"]) == "Bearer abc"
+    assert single_authorization([]) is None

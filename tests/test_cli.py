@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from app import cli
+from app.protocol import GuardedHttpToolsProtocol
 from app.settings import Settings
 
 
@@ -27,7 +28,8 @@ def test_serve_flags_become_settings(served: list[dict[str, Any]], tmp_path: Pat
     assert code == cli.EXIT_OK
     [call] = served
     settings: Settings = call["app"].state.settings
-    assert (call["host"], call["port"], call["loop"], call["http"]) == ("0.0.0.0", 9001, "uvloop", "httptools")
+    assert (call["host"], call["port"], call["loop"]) == ("0.0.0.0", 9001, "uvloop")
+    assert call["http"] is GuardedHttpToolsProtocol
     assert settings.data_dir == tmp_path and settings.max_records == 5
     assert [t.get_secret_value() for t in settings.token] == ["a", "b"]
 

@@ -3,10 +3,10 @@
 This is the receiver's core and knows nothing of HTTP, so the CLI, tests and benchmarks call it
 directly. It runs in a worker thread (it is CPU work and blocking fsync), one call per request:
 
-    raw ─► decode_body ─► frame ─► per record: wrap_bare ─► classify ─► validate ─► enrich
-                │            │                              └─ failure: quarantine row (why + record)
-                └────────────┴─► failure: the raw body goes to quarantine, the request gets 400
-    ─► storage.store(batch) (fsynced) ─► the caller may now answer 2xx
+    prepare_request:  raw ─► decode_body ─► frame ─► per record: wrap_bare ─► classify ─► validate ─► enrich
+                             │            │                         └─ failure: quarantine row (why + record)
+                             └────────────┴─► failure: the raw body goes to quarantine, the request gets 400
+    store_batch:      storage.store(batch) (fsynced) ─► the caller may now answer 2xx
 
 A record that is JSON but fails its schema never fails the request; it is kept in quarantine with
 every validation error, and the rest of the batch is accepted.
@@ -48,8 +48,11 @@ class RequestContext:
     """Request facts kept beside a rejected body (user agent, content type); never credentials."""
 
 
-def process_request(raw: bytes, ctx: RequestContext, settings: Settings, storage: Storage) -> Batch:
-    """Turn one request body into stored rows; raise an `IngestError` if it cannot be."""
+def prepare_request(raw: bytes, ctx: RequestContext, settings: Settings, storage: Storage) -> Batch:
+    """Decode, frame, validate and enrich one body: the CPU half of a request.
+
+    A body that fails as a whole is kept in quarantine and the `IngestError` raised.
+    """
     parse_time = datetime.now(UTC)
     try:
         decoded = decode_body(raw, ctx.content_encoding, limit=settings.max_decompressed_bytes)
@@ -66,11 +69,18 @@ def process_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
             )
         )
         raise
-    batch = build_batch(records, ctx, parse_time)
+    return build_batch(records, ctx, parse_time)
+
+
+def store_batch(batch: Batch, storage: Storage) -> None:
+    """Make the batch durable: the I/O half of a request, after which it may be answered 2xx.
+
+    Kept apart from `prepare_request` so a worker prepares the next body while this one waits for
+    its fsync, and concurrent requests' appends share one fsync (the journal's group commit).
+    """
     with STORAGE_WRITE.time():
         storage.store(batch)
     count_outcomes(batch)  # only now: rows of a request refused with 503 were never accepted
-    return batch
 
 
 def build_batch(records: list[object], ctx: RequestContext, parse_time: datetime) -> Batch:
