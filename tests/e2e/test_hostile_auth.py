@@ -98,8 +98,23 @@ REFUSED: list[tuple[str, str | None, int, str]] = [
     ("basic-not-utf8", basic(b"user:\xff\xfe" + CORP.encode()), 4, "invalid_token"),
     ("basic-empty-password", basic(b"tailscale:"), 2, "missing_token"),
     ("basic-token-as-user", basic(CORP.encode() + b":"), 2, "missing_token"),
-    ("megabyte-token", "Bearer " + "a" * MiB, 4, "invalid_token"),
+    ("60-kib-token", "Bearer " + "a" * 60_000, 4, "invalid_token"),  # just under max_header_bytes
 ]
+
+
+def test_a_megabyte_token_is_refused_as_oversized_headers_before_it_is_checked(receiver: Server):
+    """Over max_header_bytes (64 KiB) the head is refused by the protocol, 431, without being held."""
+    before = Ledger.of(receiver)
+
+    with Memory(receiver).watch() as memory:
+        answer = raw_answer(
+            receiver, request_bytes("POST", CORP_NETWORK, headers=[(b"Authorization", b"Bearer " + b"a" * MiB)])
+        )
+
+    assert answer.status == 431
+    assert before.since(receiver).nothing
+    assert memory.growth <= MEMORY_MARGIN, str(memory)
+    assert_serving(receiver)
 
 
 @pytest.mark.parametrize(("authorization", "code", "reason"), [pytest.param(*case[1:], id=case[0]) for case in REFUSED])
