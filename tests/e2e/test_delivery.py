@@ -52,7 +52,7 @@ def streamed_nodes(url: str) -> Counter[str]:
             while True:
                 try:
                     messages = await subscription.fetch(1000, timeout=1)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when drained
                     return nodes
                 for message in messages:
                     nodes[orjson.loads(message.data)["event"]["nodeId"]] += 1
