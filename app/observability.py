@@ -129,7 +129,7 @@ def configure_logging(level: str, log_format: str = "auto") -> None:
     formatter.converter = time.gmtime  # timestamps in UTC, like every time in a row
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
-    for name in ("tailscribe", "uvicorn", "uvicorn.error"):
+    for name in ("tailscribe", "app", "uvicorn", "uvicorn.error"):  # "app": modules log by __name__
         log = logging.getLogger(name)
         log.handlers[:] = [handler]
         log.setLevel(level.upper())
