@@ -27,6 +27,10 @@ MAX_IP_TEXT: Final = 80
 cache, so huge hostile strings neither cost a parse nor stay in memory."""
 
 
+_PORTS: Final = {str(port): port for port in range(65_536)}
+"""Every port in its canonical text: one lookup checks and converts the common case."""
+
+
 def _is_ipv4(text: str) -> bool:
     """Dotted-quad IPv4 without leading zeros (glibc's `inet_pton`, like Go): already canonical."""
     try:
@@ -62,21 +66,24 @@ def split_addr_port(value: str) -> tuple[str | None, int | None]:
     decimal digits in 0..65535. Unbracketed text with several colons is IPv6 without a port.
     Written flat, without helper calls: it runs for every `src` and `dst`.
     """
-    if value[:1] == "[":
+    if value.count(":") == 1 and value[:1] != "[":  # a.b.c.d:port, by far the most common
+        host, _, port_text = value.partition(":")
+        ip = host if _is_ipv4(host) else None
+    elif value[:1] == "[":
         end = value.rfind("]")  # the last one: a zone may itself hold "]"
         if end < 0:
             return None, None
         host = value[1:end]
         port_text = value[end + 2 :] if value[end + 1 : end + 2] == ":" else ""
         ip = host if len(host) <= MAX_IP_TEXT and _canonical(host) is not None else None
-    elif value.count(":") > 1:
+    elif ":" in value:
         port_text = ""
         ip = value if len(value) <= MAX_IP_TEXT and _canonical(value) is not None else None
     else:
-        host, _, port_text = value.partition(":")
-        ip = host if _is_ipv4(host) else None
-    # isascii() first: str.isdigit() also accepts digits such as "²" that int() refuses.
-    if 0 < len(port_text) <= 5 and port_text.isascii() and port_text.isdigit():
-        port = int(port_text)
-        return ip, (port if port <= 65_535 else None)
-    return ip, None
+        port_text = ""
+        ip = value if _is_ipv4(value) else None
+    port = _PORTS.get(port_text)
+    if port is None and 0 < len(port_text) <= 5 and port_text.isascii() and port_text.isdigit():
+        port = int(port_text)  # leading zeros, which Go's strconv accepts too
+        port = port if port <= 65_535 else None
+    return ip, port

@@ -30,6 +30,7 @@ from app.protocol import GuardedHttpToolsProtocol
 from app.settings import Settings
 from app.storage.files import durable_write
 from app.tools import send, validate
+from app.workers import run_workers
 
 EXIT_OK: Final = 0
 EXIT_CONFIG: Final = 2
@@ -105,22 +106,23 @@ def serve(settings: Settings) -> int:
     # found; with the default handler the process would die by the signal instead of exiting 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda signum, frame: None)
-    uvicorn.run(
-        "app.main:create_worker_app" if settings.workers > 1 else app,
-        factory=settings.workers > 1,
-        workers=settings.workers,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=settings.tls_cert,
-        ssl_keyfile=settings.tls_key,
-        timeout_keep_alive=int(settings.keepalive_timeout),
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-        loop="uvloop",
-        http=GuardedHttpToolsProtocol,  # httptools, with limits on request heads
-        log_config=None,
-        access_log=False,  # the access log is ours: one JSON line per request, without secrets
-        server_header=False,
-    )
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "ssl_certfile": settings.tls_cert,
+        "ssl_keyfile": settings.tls_key,
+        "timeout_keep_alive": int(settings.keepalive_timeout),
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout),
+        "loop": "uvloop",
+        "http": GuardedHttpToolsProtocol,  # httptools, with limits on request heads
+        "log_config": None,
+        "access_log": False,  # the access log is ours: one JSON line per request, without secrets
+        "server_header": False,
+    }
+    if settings.workers > 1:
+        run_workers(uvicorn.Config("app.main:create_worker_app", factory=True, workers=settings.workers, **options))
+    else:
+        uvicorn.run(app, **options)
     return EXIT_OK
 
 

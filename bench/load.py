@@ -28,6 +28,13 @@ LUA: Final = Path(__file__).with_name("post.lua")
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on 127.0.0.1:`port` (state 0A in /proc/net/tcp)."""
+    local = f"0100007F:{port:04X}"
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1] == local and line.split()[3] == "0A")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -44,6 +51,9 @@ class Receiver:
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tailscribe-bench-")))
     process: subprocess.Popen[bytes] | None = None
+    listeners: int = 1
+    """Listening sockets to wait for: one per worker with SO_REUSEPORT (app/workers.py). A load run
+    started while only the first worker listens would keep all its connections on that worker."""
 
     @property
     def url(self) -> str:
@@ -59,9 +69,12 @@ class Receiver:
         while time.monotonic() < deadline:
             try:
                 httpx.post(self.url, content=b"", timeout=1)
-                return
             except httpx.TransportError:
                 time.sleep(0.1)
+                continue
+            if listening_sockets(self.port) >= self.listeners:
+                return
+            time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start: {command}")
 
     def pids(self) -> list[int]:
@@ -110,6 +123,7 @@ def tailscribe(workers: int) -> Receiver:
         f"tailscribe ({workers} worker{'s' if workers > 1 else ''})",
         [sys.executable, "-m", "app.cli", "serve", "--port", "{port}", "--data-dir", "{workdir}/data"]
         + ["--token", TOKEN, "--workers", str(workers), "--log-level", "warning"],
+        listeners=workers,
     )
 
 

@@ -251,10 +251,21 @@ def test_format_timestamp_converts_to_utc_and_treats_naive_as_utc() -> None:
     assert format_timestamp(datetime(12, 1, 2, tzinfo=UTC)) == "0012-01-02T00:00:00.000000Z"
 
 
-def test_enrich_mutates_the_validated_row_but_not_the_received_record() -> None:
+def test_a_record_in_normal_form_is_enriched_in_place() -> None:
+    """The fast path (app.schemas.fastpath): no copy of a record that needs no normalizing."""
     record = streamed_network()
+    validated = validate(record, "network")
+    assert validated is record
+    assert enrich(validated, "network", source_id="s", source_label="l", parse_time=PARSE_TIME) is record
+    assert record["p_log_type"] == "Tailscale.Network"
+
+
+def test_a_record_needing_normalization_is_copied_and_the_received_one_left_alone() -> None:
+    record = streamed_network()
+    record["event"]["virtualTraffic"][0]["proto"] = "tcp"
     received = copy.deepcopy(record)
     validated = validate(record, "network")
+    assert validated is not record and validated["event"]["virtualTraffic"][0]["proto"] == 6
     assert enrich(validated, "network", source_id="s", source_label="l", parse_time=PARSE_TIME) is validated
     assert record == received
 

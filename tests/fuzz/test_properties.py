@@ -56,8 +56,9 @@ from app.ingest.body import decode_body
 from app.ingest.decoders import GZIP_MAGIC, ZSTD_MAGIC, make_decoder
 from app.ingest.framing import frame
 from app.ingest.pipeline import RequestContext, build_batch
-from app.schemas import RecordInvalid, validate, wrap_bare
+from app.schemas import ADAPTERS, RecordInvalid, validate, wrap_bare
 from app.schemas.common import UNIX_END, UNIX_MIN
+from app.schemas.fastpath import is_normal
 from app.types import LOG_TYPES, PANTHER_LOG_TYPES
 
 EXAMPLES = int(os.environ.get("TAILSCRIBE_FUZZ_EXAMPLES", "150"))
@@ -549,7 +550,6 @@ def test_validate_raises_only_record_invalid_and_keeps_every_key(record: object,
         assert all(set(error) == {"loc", "msg", "type"} for error in exc.errors)
         assert all(isinstance(value, str) for error in exc.errors for value in error.values())
     else:
-        assert row is not record
         assert_keeps_every_key(record, row)
         orjson.dumps(row)  # what storage will do with it
     assert record == received, "validate must not modify its input"
@@ -650,3 +650,42 @@ def test_the_deepest_record_max_depth_allows_is_stored_without_error(valid: bool
     batch = build_batch(records, ctx, PARSE_TIME)
     for row in [*batch.accepted, *batch.quarantined]:
         orjson.dumps(row)  # what storage does with every row
+
+
+odd_timestamps = st.builds(
+    "{}-{}-{}{}{}:{}:{}{}{}".format,
+    st.sampled_from(["0000", "0001", "2024", "2026", "9999"]),
+    st.sampled_from(["00", "01", "02", "12", "13"]),
+    st.sampled_from(["00", "01", "28", "29", "30", "31", "32"]),
+    st.sampled_from(["T", "t", " ", "_"]),
+    st.sampled_from(["00", "23", "24"]),
+    st.sampled_from(["00", "59", "60"]),
+    st.sampled_from(["00", "59", "60"]),
+    st.sampled_from(["", ".", ".5", ".123456789", ".1234567891", ",5"]),
+    st.sampled_from(["Z", "z", "", "+01:00", "-23:59", "+24:00", "+01:60", "+0100", "+01"]),
+)
+"""Every way a timestamp can be almost right: the fast path must never accept one pydantic refuses."""
+fast_path_inputs = weighted(
+    (3, envelopes),
+    (2, corrupted(envelopes)),
+    (1, envelopes.map(lambda record: {**record, "fields": {"recorded": "2026-06-03T15:33:01Z"}})),
+)
+
+
+@FUZZ
+@given(fast_path_inputs, odd_timestamps, st.sampled_from(LOG_TYPES), st.sampled_from(["start", "deferredAt", "fields"]))
+def test_the_fast_path_accepts_only_records_pydantic_returns_unchanged(
+    record: dict[str, object], timestamp: str, log_type: str, where: str
+) -> None:
+    """`is_normal` may refuse more than pydantic, never accept more, nor accept what pydantic would change."""
+    event = record.get("event")
+    if isinstance(event, dict) and where != "fields":
+        record = {**record, "event": {**event, where: timestamp}}
+    elif where == "fields":
+        record = {**record, "fields": {"recorded": timestamp}}
+    if is_normal(record, log_type):  # type: ignore[arg-type]
+        normalized = ADAPTERS[log_type].validate_python(record)  # type: ignore[index]
+        # Compared as JSON, where 1 and 1.0 or True and 1 differ, not as Python values, where they do not.
+        assert orjson.dumps(normalized, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+            record, option=orjson.OPT_SORT_KEYS
+        )

@@ -1,0 +1,129 @@
+"""A fast check that a record is valid *and* already in normal form, so it is stored as parsed.
+
+pydantic (`app.schemas.validate`) is the authority on the schemas, but it builds a new dict at every
+level of every record: about 20 µs for a 2 KB network record, more than parsing it. Almost every
+record Tailscale sends is already in normal form (counters and `proto` are JSON integers, `time` a
+number), and for those pydantic's result equals its input. This module checks exactly that case with
+msgspec structs, in C, without building dicts (about 3 µs), plus the RFC 3339 syntax of each
+timestamp. A record it accepts skips pydantic and is used as it is.
+
+The check may refuse more than pydantic, never accept more: anything it refuses (an invalid record,
+or a valid one needing normalization such as `"proto": "tcp"` or `"txBytes": "12"`) goes through
+pydantic, which normalizes it or explains what is wrong. tests/test_fastpath.py holds it to that: for
+every record it accepts, pydantic accepts it too and returns an equal dict, and the structs declare
+the same fields as the TypedDicts.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from app.schemas.common import UNIX_END, UNIX_MIN
+from app.types import LogType, Row
+
+BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Proto = Annotated[int, msgspec.Meta(ge=-(2**15), le=2**15 - 1)]
+"""Numbers only: a protocol name needs normalizing, which is pydantic's job."""
+UnixTime = Annotated[float, msgspec.Meta(ge=UNIX_MIN, lt=UNIX_END)]
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+"""msgspec checks the ranges (month, day of month, hour, ...); `_RFC3339_SYNTAX` the rest."""
+
+_RFC3339_SYNTAX: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+"""What `app.schemas.common.rfc3339_to_unix` reads, minus the range checks: msgspec's datetime parser
+also takes a space separator, ten or more fractional digits and `+hhmm`, which Go's RFC 3339 refuses."""
+
+
+class Fields(msgspec.Struct):
+    recorded: Timestamp | None = None
+
+
+class TrafficEntry(msgspec.Struct):
+    proto: Proto | None = None
+    src: str | None = None
+    dst: str | None = None
+    txPkts: BigInt | None = None
+    txBytes: BigInt | None = None
+    rxPkts: BigInt | None = None
+    rxBytes: BigInt | None = None
+
+
+Traffic = list[TrafficEntry | None] | None
+
+
+class NetworkEvent(msgspec.Struct):
+    nodeId: str | None = None
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+    virtualTraffic: Traffic = None
+    subnetTraffic: Traffic = None
+    exitTraffic: Traffic = None
+    physicalTraffic: Traffic = None
+
+
+class Actor(msgspec.Struct):
+    id: str | None = None
+    type: str | None = None
+    loginName: str | None = None
+    displayName: str | None = None
+    tags: list[str | None] | None = None
+
+
+class Target(msgspec.Struct):
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    property: str | None = None
+
+
+class AuditEvent(msgspec.Struct):
+    origin: str
+    actor: Actor
+    target: Target
+    action: str
+    deferredAt: Timestamp | None = None
+    eventGroupID: str | None = None
+    old: Any = None
+    new: Any = None
+    actionDetails: str | None = None
+    error: str | None = None
+
+
+class NetworkEnvelope(msgspec.Struct):
+    time: UnixTime
+    event: NetworkEvent
+    fields: Fields | None = None
+
+
+class AuditEnvelope(msgspec.Struct):
+    time: UnixTime
+    event: AuditEvent
+    fields: Fields | None = None
+
+
+ENVELOPES: Final[dict[LogType, type[msgspec.Struct]]] = {"audit": AuditEnvelope, "network": NetworkEnvelope}
+
+TIMESTAMP_KEYS: Final[dict[LogType, tuple[str, ...]]] = {"audit": ("deferredAt",), "network": ("start", "end")}
+"""The `event` keys typed `Timestamp`, whose syntax is checked after msgspec's range check."""
+
+
+def _rfc3339(value: object) -> bool:
+    return value is None or (isinstance(value, str) and _RFC3339_SYNTAX.fullmatch(value) is not None)
+
+
+def is_normal(record: Row, log_type: LogType) -> bool:
+    """True when `record` is a valid `log_type` envelope that pydantic would return unchanged."""
+    try:
+        msgspec.convert(record, ENVELOPES[log_type], strict=True)
+    except msgspec.ValidationError:
+        return False
+    event = record["event"]
+    fields = record.get("fields")
+    return (fields is None or _rfc3339(fields.get("recorded"))) and all(
+        _rfc3339(event.get(key)) for key in TIMESTAMP_KEYS[log_type]
+    )
