@@ -1,7 +1,7 @@
 """In-process costs on one core: tailscribe's pipeline against the orjson ceiling, no HTTP, no disk.
 
-- pipeline: `frame` → per record `wrap_bare`/`validate`/`enrich` (the receiver's `build_batch`) →
-  `orjson.dumps` of every row, exactly what a request costs before the journal write;
+- pipeline: `iter_records` → per record `wrap_bare`/`validate`/`enrich`/`orjson.dumps` (the receiver's
+  `build_batch`), exactly what a request costs before the journal write;
 - ceiling: `orjson.loads` + `orjson.dumps` of the same records, the least any JSON receiver does.
 
     .venv/bin/python -m bench.inprocess [--records 73] [--repeat 30]
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from app.ingest.framing import frame
+from app.ingest.framing import iter_records
 from app.ingest.pipeline import RequestContext, build_batch
 from bench.workload import body, records
 
@@ -24,8 +24,8 @@ CONTEXT = RequestContext(request_id="bench", log_type="network", source_id="benc
 
 
 def pipeline(data: bytes) -> int:
-    batch = build_batch(frame(data, max_records=1_000_000, max_depth=64), CONTEXT, datetime.now(UTC))
-    return len(b"".join(orjson.dumps(row) for row in batch.accepted))
+    batch = build_batch(iter_records(data, max_records=1_000_000, max_depth=64), CONTEXT, datetime.now(UTC))
+    return len(b"".join(batch.accepted))
 
 
 def ceiling(data: bytes) -> int:

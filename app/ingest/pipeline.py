@@ -3,10 +3,14 @@
 This is the receiver's core and knows nothing of HTTP, so the CLI, tests and benchmarks call it
 directly. It runs in a worker thread (it is CPU work and blocking fsync), one call per request:
 
-    prepare_request:  raw ─► decode_body ─► frame ─► per record: wrap_bare ─► classify ─► validate ─► enrich
-                             │            │                         └─ failure: quarantine row (why + record)
+    prepare_request:  raw ─► decode_body ─► iter_records ─► each: wrap_bare ─► classify ─► validate ─► enrich ─► dumps
+                             │            │                          └─ failure: quarantine row (why + record)
                              └────────────┴─► failure: the raw body goes to quarantine, the request gets 400
     store_batch:      storage.store(batch) (fsynced) ─► the caller may now answer 2xx
+
+Each record becomes its stored JSON line as soon as it is enriched, before the next one is parsed, so
+a request holds its body and its lines but never all of its records as Python objects (about nine
+times the bytes they were parsed from).
 
 A record that is JSON but fails its schema never fails the request; it is kept in quarantine with
 every validation error, and the rest of the batch is accepted.
@@ -14,13 +18,16 @@ every validation error, and the rest of the batch is accepted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import orjson
 
 from app.enrich import enrich, format_timestamp
 from app.errors import DecodeError, FramingError, NestingTooDeep
 from app.ingest.body import decode_body
-from app.ingest.framing import frame
+from app.ingest.framing import iter_records
 from app.observability import RECORDS, STORAGE_WRITE, VALIDATION_ERRORS
 from app.schemas import RecordInvalid, classify, validate, wrap_bare
 from app.settings import Settings
@@ -56,7 +63,8 @@ def prepare_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
     parse_time = datetime.now(UTC)
     try:
         decoded = decode_body(raw, ctx.content_encoding, limit=settings.max_decompressed_bytes)
-        records = frame(decoded, max_records=settings.max_records, max_depth=settings.max_depth)
+        records = iter_records(decoded, max_records=settings.max_records, max_depth=settings.max_depth)
+        return build_batch(records, ctx, parse_time)
     except QUARANTINABLE_BODY_ERRORS as exc:
         storage.store_rejected_body(
             RejectedBody(
@@ -69,7 +77,6 @@ def prepare_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
             )
         )
         raise
-    return build_batch(records, ctx, parse_time)
 
 
 def store_batch(batch: Batch, storage: Storage) -> None:
@@ -83,8 +90,8 @@ def store_batch(batch: Batch, storage: Storage) -> None:
     count_outcomes(batch)  # only now: rows of a request refused with 503 were never accepted
 
 
-def build_batch(records: list[object], ctx: RequestContext, parse_time: datetime) -> Batch:
-    """Validate and enrich each record; those that fail become quarantine rows."""
+def build_batch(records: Iterable[object], ctx: RequestContext, parse_time: datetime) -> Batch:
+    """Validate and enrich each record into its stored line; those that fail become quarantine rows."""
     batch = Batch()
     for record in records:
         log_type = ctx.log_type
@@ -104,9 +111,9 @@ def build_batch(records: list[object], ctx: RequestContext, parse_time: datetime
         except RecordInvalid as exc:
             batch.quarantined.append(quarantine_row(record, log_type, exc.errors, ctx, parse_time))
             continue
-        batch.accepted.append(
-            enrich(row, log_type, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time)
-        )
+        enrich(row, log_type, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time)
+        batch.accepted.append(orjson.dumps(row))
+        batch.counts[log_type] += 1
     return batch
 
 
@@ -127,11 +134,9 @@ def quarantine_row(
 
 def count_outcomes(batch: Batch) -> None:
     """Metrics per log type and outcome, counted once per batch rather than once per record."""
-    accepted: dict[str, int] = {}
-    for row in batch.accepted:
-        accepted[row["p_log_type"]] = accepted.get(row["p_log_type"], 0) + 1
-    for log_type, count in accepted.items():
-        RECORDS.labels(log_type, "accepted").inc(count)
+    for log_type, count in batch.counts.items():
+        if count:
+            RECORDS.labels(PANTHER_LOG_TYPES[log_type], "accepted").inc(count)
     for row in batch.quarantined:
         log_type = row["p_log_type"] or "unknown"
         RECORDS.labels(log_type, "quarantined").inc()

@@ -6,17 +6,21 @@ The request path talks only to the `Storage` protocol, so the durable journal an
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.types import Row
+from app.types import LogType, Row
 
 
 @dataclass(slots=True)
 class Batch:
     """What one request produced: rows to keep, and rows that failed their schema."""
 
-    accepted: list[Row] = field(default_factory=list)
+    accepted: list[bytes] = field(default_factory=list)
+    """Each accepted row as its JSON line (no newline), exactly as the journal stores it."""
+    counts: Counter[LogType] = field(default_factory=Counter)
+    """Accepted rows per log type, for the metrics."""
     quarantined: list[Row] = field(default_factory=list)
 
 

@@ -204,9 +204,10 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
         def write(batch: Batch) -> None:
-            for sink, rows in ((output, batch.accepted), (failures, batch.quarantined)):
-                if sink is not None:
-                    sink.writelines(orjson.dumps(row) + b"\n" for row in rows)
+            if output is not None:
+                output.writelines(line + b"\n" for line in batch.accepted)
+            if failures is not None:
+                failures.writelines(orjson.dumps(row) + b"\n" for row in batch.quarantined)
 
         try:
             report = validate_files(args.files, ctx, limits_from_args(args), on_batch=write)

@@ -30,7 +30,9 @@ def test_partition_path_is_hive_style():
 def test_accepted_rows_go_to_the_journal_and_failed_ones_to_quarantine(tmp_path: Path):
     local = storage(tmp_path)
 
-    local.store(Batch(accepted=[row("2026-06-03T15:00:00Z", n=1), row("2026-06-03T16:00:00Z", n=2)]))
+    local.store(
+        Batch(accepted=[orjson.dumps(row("2026-06-03T15:00:00Z", n=1)), orjson.dumps(row("2026-06-03T16:00:00Z", n=2))])
+    )
     local.store(Batch(quarantined=[{"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 5}]))
 
     entries = local.journal.read(local.journal.first_position, max_records=100, max_bytes=1 << 20)
@@ -95,7 +97,7 @@ def test_unwritable_data_dir_is_reported(tmp_path: Path):
 
 def test_a_full_journal_makes_storage_unready(tmp_path: Path):
     local = storage(tmp_path, max_bytes=10)
-    local.store(Batch(accepted=[row("2026-06-03T15:00:00Z")]))
+    local.store(Batch(accepted=[orjson.dumps(row("2026-06-03T15:00:00Z"))]))
 
     with pytest.raises(JournalFull):
         local.check_writable()
