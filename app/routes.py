@@ -111,11 +111,11 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
     async with request.app.state.processing:
         batch = await run_in_threadpool(prepare_request, raw, ctx, settings, storage)
     await run_in_threadpool(store_batch, batch, storage)
-    request.state.accepted = len(batch.accepted)
+    request.state.accepted = batch.accepted
     request.state.quarantined = len(batch.quarantined)
     record_outcome(request, status=200)
     return JSONResponse(
-        {"text": "Success", "code": 0, "accepted": len(batch.accepted), "quarantined": len(batch.quarantined)}
+        {"text": "Success", "code": 0, "accepted": batch.accepted, "quarantined": len(batch.quarantined)}
     )
 
 

@@ -32,7 +32,8 @@ async def read_capped(chunks: AsyncIterator[bytes], *, content_length: str | Non
 def decode_body(raw: bytes, content_encoding: str | None, *, limit: int) -> bytes:
     """Undo the body's Content-Encoding (or sniffed compression), capped at `limit` output bytes."""
     decoder = make_decoder(content_encoding, limit=limit)
-    parts = [decoder.decode(raw[start : start + DECODE_SLICE]) for start in range(0, len(raw), DECODE_SLICE)]
+    view = memoryview(raw)  # slices of a view are not copies
+    parts = [decoder.decode(view[start : start + DECODE_SLICE]) for start in range(0, len(raw), DECODE_SLICE)]
     parts.append(decoder.flush())
     return b"".join(parts)
 

@@ -112,7 +112,7 @@ def build_batch(records: Iterable[object], ctx: RequestContext, parse_time: date
             batch.quarantined.append(quarantine_row(record, log_type, exc.errors, ctx, parse_time))
             continue
         enrich(row, log_type, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time)
-        batch.accepted.append(orjson.dumps(row))
+        batch.ndjson += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
         batch.counts[log_type] += 1
     return batch
 

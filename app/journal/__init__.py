@@ -24,7 +24,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from app.errors import ServerBusy, StorageUnavailable
-from app.journal.format import Entry, Position, encode, list_segments, read_entries, recover_tail, segment_path
+from app.journal.format import (
+    Entry,
+    Position,
+    encode_header,
+    list_segments,
+    read_entries,
+    recover_tail,
+    segment_path,
+)
 from app.observability import JOURNAL_BYTES, JOURNAL_SEGMENTS
 from app.storage.files import ensure_dir, fsync_dir
 
@@ -97,8 +105,8 @@ class Journal:
     def remove_listener(self, callback: Callable[[], None]) -> None:
         self._listeners.remove(callback)
 
-    def append(self, lines: list[bytes]) -> None:
-        """Store one batch of rows durably; return only once it is fsynced.
+    def append(self, ndjson: bytes | bytearray, count: int) -> None:
+        """Store one batch of `count` rows, newline-terminated JSON lines, durably; return once fsynced.
 
         Raises `JournalFull` over the byte cap and `StorageUnavailable` when the disk fails.
         """
@@ -107,9 +115,9 @@ class Journal:
                 raise JournalFull("the journal is full: sinks are behind; retry later", retry_after=30)
             while self._end.offset >= self.segment_bytes:
                 self._roll()
-            data = encode(lines, self._end.seq, time.time())
-            self._write(data)
-            self._end = Position(self._end.segment, self._end.offset + len(data), self._end.seq + len(lines))
+            header = encode_header(ndjson, count, self._end.seq, time.time())
+            size = self._write(header, ndjson)
+            self._end = Position(self._end.segment, self._end.offset + size, self._end.seq + count)
             self._sizes[self._end.segment] = self._end.offset
             self._written += 1
             ticket = self._written
@@ -118,14 +126,19 @@ class Journal:
         for listener in self._listeners:
             listener()
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
+    def _write(self, header: bytes, payload: bytes | bytearray) -> int:
+        """Write one entry, header and payload in one system call without joining them; return its size."""
+        size = len(header) + len(payload)
         try:
-            while view:
-                view = view[os.write(self._fd, view) :]
+            written = os.writev(self._fd, [header, payload])
+            if written < size:  # a short write (a signal, a nearly full disk): finish it piece by piece
+                rest = memoryview(header + payload)[written:]
+                while rest:
+                    rest = rest[os.write(self._fd, rest) :]
         except OSError as exc:
             os.ftruncate(self._fd, self._end.offset)
             raise StorageUnavailable(f"could not write to the journal: {exc.strerror}") from exc
+        return size
 
     def _wait_durable(self, ticket: int) -> None:
         """Called with the lock held: return once `ticket` is fsynced, doing the fsync if nobody is."""

@@ -56,11 +56,17 @@ class Entry:
     """Bytes the entry takes in its segment, header included."""
 
 
-def encode(lines: list[bytes], first_seq: int, appended_at: float) -> bytes:
-    payload = b"".join(line + b"\n" for line in lines)
-    checked = CHECKED.pack(len(payload), len(lines), first_seq, appended_at)
-    checksum = xxhash.xxh3_64_intdigest(checked + payload)
-    return checked + checksum.to_bytes(8, "little") + payload
+def checksum(checked: bytes, payload: bytes | bytearray) -> int:
+    """XXH3-64 of the checked header fields then the payload, without joining them (a payload may be MBs)."""
+    digest = xxhash.xxh3_64(checked)
+    digest.update(payload)
+    return digest.intdigest()
+
+
+def encode_header(payload: bytes | bytearray, count: int, first_seq: int, appended_at: float) -> bytes:
+    """The header of an entry whose payload is `payload`, `count` NDJSON rows; the payload follows it as is."""
+    checked = CHECKED.pack(len(payload), count, first_seq, appended_at)
+    return checked + checksum(checked, payload).to_bytes(8, "little")
 
 
 def segment_path(directory: Path, first_seq: int) -> Path:
@@ -83,11 +89,11 @@ def read_entries(path: Path, start: Position, end_offset: int) -> Iterator[Entry
         offset, seq = start.offset, start.seq
         while offset + HEADER.size <= end_offset:
             header = segment.read(HEADER.size)
-            length, count, first_seq, appended_at, checksum = HEADER.unpack(header)
+            length, count, first_seq, appended_at, expected = HEADER.unpack(header)
             if length > MAX_ENTRY_BYTES or offset + HEADER.size + length > end_offset:
                 return
             payload = segment.read(length)
-            if len(payload) < length or xxhash.xxh3_64_intdigest(header[: CHECKED.size] + payload) != checksum:
+            if len(payload) < length or checksum(header[: CHECKED.size], payload) != expected:
                 return
             offset += HEADER.size + length
             seq = first_seq + count

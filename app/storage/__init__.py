@@ -17,11 +17,18 @@ from app.types import LogType, Row
 class Batch:
     """What one request produced: rows to keep, and rows that failed their schema."""
 
-    accepted: list[bytes] = field(default_factory=list)
-    """Each accepted row as its JSON line (no newline), exactly as the journal stores it."""
+    ndjson: bytearray = field(default_factory=bytearray)
+    """The accepted rows exactly as the journal stores them: one JSON line each, newline-terminated.
+
+    One buffer, not a bytes object per row: orjson over-allocates each result it returns (11.7 MB
+    held for 4.6 MB of rows in a test), which made an 11 MB body's rows take 58 MB."""
     counts: Counter[LogType] = field(default_factory=Counter)
-    """Accepted rows per log type, for the metrics."""
+    """Accepted rows per log type."""
     quarantined: list[Row] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.counts.values())
 
 
 @dataclass(slots=True, frozen=True)

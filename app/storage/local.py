@@ -47,7 +47,7 @@ class LocalStorage:
 
     def store(self, batch: Batch) -> None:
         if batch.accepted:
-            self.journal.append(batch.accepted)
+            self.journal.append(batch.ndjson, batch.accepted)
         files: defaultdict[Path, list[Row]] = defaultdict(list)
         for row in batch.quarantined:
             files[self.quarantine_dir / "records" / partition_path(row["p_parse_time"]) / self.part_name].append(row)

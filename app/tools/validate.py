@@ -98,7 +98,7 @@ def validate_files(
             continue
         batch = build_batch(loaded.records, ctx, parse_time)
         report.records = len(loaded.records)
-        report.accepted = len(batch.accepted)
+        report.accepted = batch.accepted
         report.failed = len(batch.quarantined)
         for row in batch.quarantined:
             report.reasons.update(failure_reasons(row))
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
 
         def write(batch: Batch) -> None:
             if output is not None:
-                output.writelines(line + b"\n" for line in batch.accepted)
+                output.write(batch.ndjson)
             if failures is not None:
                 failures.writelines(orjson.dumps(row) + b"\n" for row in batch.quarantined)
 

@@ -10,6 +10,7 @@ from app.errors import StorageUnavailable
 from app.journal import Journal, JournalFull, Position
 from app.journal.checkpoints import CheckpointStore, Slot
 from app.journal.format import HEADER, list_segments, segment_path
+from tests.journal import append_lines
 
 
 def journal(path: Path, **kwargs: int) -> Journal:
@@ -24,8 +25,8 @@ def all_lines(j: Journal, start: Position | None = None) -> list[bytes]:
 
 def test_appended_batches_read_back_in_order_with_sequence_numbers(tmp_path: Path):
     j = journal(tmp_path)
-    j.append([b'{"a":1}', b'{"a":2}'])
-    j.append([b'{"a":3}'])
+    append_lines(j, [b'{"a":1}', b'{"a":2}'])
+    append_lines(j, [b'{"a":3}'])
 
     entries = j.read(j.first_position, max_records=100, max_bytes=1 << 20)
 
@@ -37,7 +38,7 @@ def test_appended_batches_read_back_in_order_with_sequence_numbers(tmp_path: Pat
 def test_read_respects_limits_but_always_returns_one_entry(tmp_path: Path):
     j = journal(tmp_path)
     for n in range(5):
-        j.append([b"x" * 100] * (n + 1))
+        append_lines(j, [b"x" * 100] * (n + 1))
 
     assert len(j.read(j.first_position, max_records=3, max_bytes=1 << 20)) == 2  # 1 + 2 rows
     assert len(j.read(j.first_position, max_records=1, max_bytes=1)) == 1
@@ -46,7 +47,7 @@ def test_read_respects_limits_but_always_returns_one_entry(tmp_path: Path):
 def test_segments_roll_and_reads_cross_them(tmp_path: Path):
     j = journal(tmp_path, segment_bytes=200)
     for n in range(10):
-        j.append([f'{{"n":{n}}}'.encode() * 10])
+        append_lines(j, [f'{{"n":{n}}}'.encode() * 10])
 
     assert len(list_segments(tmp_path)) > 3
     assert [line[:7] for line in all_lines(j)] == [f'{{"n":{n}}}'.encode() for n in range(10)]
@@ -54,8 +55,8 @@ def test_segments_roll_and_reads_cross_them(tmp_path: Path):
 
 def test_torn_tail_is_truncated_on_reopen_and_whole_entries_survive(tmp_path: Path):
     j = journal(tmp_path)
-    j.append([b'{"keep":1}'])
-    j.append([b'{"keep":2}'])
+    append_lines(j, [b'{"keep":1}'])
+    append_lines(j, [b'{"keep":2}'])
     j.close()
     [first] = list_segments(tmp_path)
     path = segment_path(tmp_path, first)
@@ -67,15 +68,15 @@ def test_torn_tail_is_truncated_on_reopen_and_whole_entries_survive(tmp_path: Pa
 
     assert path.stat().st_size == good_size
     assert all_lines(reopened) == [b'{"keep":1}', b'{"keep":2}']
-    reopened.append([b'{"after":3}'])
+    append_lines(reopened, [b'{"after":3}'])
     assert all_lines(reopened)[-1] == b'{"after":3}'
     assert reopened.durable_end.seq == 3
 
 
 def test_a_corrupted_entry_and_everything_after_it_is_cut(tmp_path: Path):
     j = journal(tmp_path)
-    j.append([b'{"keep":1}'])
-    j.append([b'{"flipped":2}'])
+    append_lines(j, [b'{"keep":1}'])
+    append_lines(j, [b'{"flipped":2}'])
     j.close()
     path = segment_path(tmp_path, 0)
     data = bytearray(path.read_bytes())
@@ -97,7 +98,7 @@ def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.Mon
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", slow_fsync)
-    threads = [threading.Thread(target=j.append, args=([f'{{"t":{n}}}'.encode()],)) for n in range(40)]
+    threads = [threading.Thread(target=j.append, args=(f'{{"t":{n}}}\n'.encode(), 1)) for n in range(40)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -109,17 +110,17 @@ def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_failed_fsync_fails_the_append_and_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     j = journal(tmp_path)
-    j.append([b'{"ok":1}'])
+    append_lines(j, [b'{"ok":1}'])
 
     def broken(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", broken)
     with pytest.raises(StorageUnavailable):
-        j.append([b'{"lost":2}'])
+        append_lines(j, [b'{"lost":2}'])
     monkeypatch.undo()
 
-    j.append([b'{"ok":3}'])
+    append_lines(j, [b'{"ok":3}'])
     assert all_lines(j) == [b'{"ok":1}', b'{"ok":3}']
 
 
@@ -127,7 +128,7 @@ def test_full_journal_refuses_appends_until_segments_are_released(tmp_path: Path
     j = journal(tmp_path, segment_bytes=100, max_bytes=400)
     while True:
         try:
-            j.append([b"y" * 80])
+            append_lines(j, [b"y" * 80])
         except JournalFull as exc:
             assert exc.status == 503 and "Retry-After" in exc.headers()
             break
@@ -136,13 +137,13 @@ def test_full_journal_refuses_appends_until_segments_are_released(tmp_path: Path
     j.release([j.durable_end])
 
     assert not j.is_full()
-    j.append([b"y" * 80])
+    append_lines(j, [b"y" * 80])
 
 
 def test_release_keeps_segments_a_reader_still_needs(tmp_path: Path):
     j = journal(tmp_path, segment_bytes=100)
     for _ in range(6):
-        j.append([b"z" * 80])
+        append_lines(j, [b"z" * 80])
     slow_reader = j.first_position
 
     j.release([j.durable_end, slow_reader])

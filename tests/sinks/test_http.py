@@ -39,7 +39,7 @@ def journal_rows(networks: int = 30, audits: int = 10) -> list[Row]:
     context = RequestContext(request_id="upstream-request", log_type=None, source_id="up", source_label="Upstream")
     batch = build_batch(records, context, datetime.now(UTC))
     assert not batch.quarantined
-    return [orjson.loads(line) for line in batch.accepted]
+    return [orjson.loads(line) for line in batch.ndjson.splitlines()]
 
 
 def sized_rows(count: int, size: int, *, start: int = 0) -> list[Row]:

@@ -16,6 +16,7 @@ from app.journal import Journal
 from app.journal.checkpoints import CheckpointStore
 from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError, build_sink, sink_class
 from app.sinks.runner import SinkGroup, SinkRunner
+from tests.journal import append_lines
 
 
 class RecordingSink:
@@ -64,8 +65,8 @@ def make(tmp_path: Path, sink: RecordingSink, **options: object) -> tuple[Journa
 def test_every_row_is_delivered_in_order_and_the_checkpoint_follows(tmp_path: Path):
     sink = RecordingSink()
     journal, group, runner = make(tmp_path, sink)
-    journal.append(rows("a", "b"))
-    journal.append(rows("c"))
+    append_lines(journal, rows("a", "b"))
+    append_lines(journal, rows("c"))
 
     asyncio.run(drain(group, sink, 3))
 
@@ -85,7 +86,7 @@ def test_failures_are_retried_until_delivered_without_skipping(tmp_path: Path, m
         ]
     )
     journal, group, _ = make(tmp_path, sink)
-    journal.append(rows("a", "b"))
+    append_lines(journal, rows("a", "b"))
 
     asyncio.run(drain(group, sink, 2))
 
@@ -95,9 +96,9 @@ def test_failures_are_retried_until_delivered_without_skipping(tmp_path: Path, m
 def test_a_restarted_runner_resumes_from_its_checkpoint(tmp_path: Path):
     first = RecordingSink()
     journal, group, _ = make(tmp_path, first)
-    journal.append(rows("a"))
+    append_lines(journal, rows("a"))
     asyncio.run(drain(group, first, 1))
-    journal.append(rows("b"))
+    append_lines(journal, rows("b"))
     journal.close()
 
     second = RecordingSink()
@@ -111,8 +112,8 @@ def test_a_restarted_runner_resumes_from_its_checkpoint(tmp_path: Path):
 def test_rows_of_unwanted_log_types_are_passed_over_but_the_checkpoint_advances(tmp_path: Path):
     sink = RecordingSink()
     journal, group, runner = make(tmp_path, sink, log_types=["audit"])
-    journal.append(rows("n1"))
-    journal.append(rows("a1", log_type="Tailscale.Audit"))
+    append_lines(journal, rows("n1"))
+    append_lines(journal, rows("a1", log_type="Tailscale.Audit"))
 
     asyncio.run(drain(group, sink, 1))
 
@@ -124,7 +125,7 @@ def test_batches_wait_for_batch_max_age_then_go_together(tmp_path: Path):
     sink = RecordingSink()
     journal, group, _ = make(tmp_path, sink, batch_max_age=0.3)
     for i in range(5):
-        journal.append(rows(f"r{i}"))
+        append_lines(journal, rows(f"r{i}"))
 
     asyncio.run(drain(group, sink, 5))
 
@@ -137,7 +138,7 @@ def test_delivered_segments_are_deleted(tmp_path: Path):
     runner = SinkRunner(SinkConfig(type="r", name="rec"), sink, journal, CheckpointStore(tmp_path / "cp"))
     group = SinkGroup([runner], journal)
     for i in range(6):
-        journal.append(rows(f"x{i}"))
+        append_lines(journal, rows(f"x{i}"))
     assert journal.segment_count > 3
 
     asyncio.run(drain(group, sink, 6))

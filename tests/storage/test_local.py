@@ -17,6 +17,15 @@ def row(event_time: str, log_type: str = "Tailscale.Network", **extra: object) -
     return {"p_log_type": log_type, "p_event_time": event_time, "p_parse_time": "2026-11-21T10:00:00.000000Z", **extra}
 
 
+def batch_of(*rows: dict[str, object]) -> Batch:
+    """A batch of accepted network rows, as the pipeline builds one."""
+    batch = Batch()
+    for accepted in rows:
+        batch.ndjson += orjson.dumps(accepted, option=orjson.OPT_APPEND_NEWLINE)
+        batch.counts["network"] += 1
+    return batch
+
+
 def storage(tmp_path: Path, **journal_options: int) -> LocalStorage:
     options = {"segment_bytes": 1 << 20, "max_bytes": 1 << 30} | journal_options
     return LocalStorage(tmp_path, Journal(tmp_path / "journal", **options))
@@ -30,9 +39,7 @@ def test_partition_path_is_hive_style():
 def test_accepted_rows_go_to_the_journal_and_failed_ones_to_quarantine(tmp_path: Path):
     local = storage(tmp_path)
 
-    local.store(
-        Batch(accepted=[orjson.dumps(row("2026-06-03T15:00:00Z", n=1)), orjson.dumps(row("2026-06-03T16:00:00Z", n=2))])
-    )
+    local.store(batch_of(row("2026-06-03T15:00:00Z", n=1), row("2026-06-03T16:00:00Z", n=2)))
     local.store(Batch(quarantined=[{"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 5}]))
 
     entries = local.journal.read(local.journal.first_position, max_records=100, max_bytes=1 << 20)
@@ -97,7 +104,7 @@ def test_unwritable_data_dir_is_reported(tmp_path: Path):
 
 def test_a_full_journal_makes_storage_unready(tmp_path: Path):
     local = storage(tmp_path, max_bytes=10)
-    local.store(Batch(accepted=[orjson.dumps(row("2026-06-03T15:00:00Z"))]))
+    local.store(batch_of(row("2026-06-03T15:00:00Z")))
 
     with pytest.raises(JournalFull):
         local.check_writable()
