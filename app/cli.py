@@ -23,6 +23,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from app import __version__
+from app.allocator import tune_allocator
 from app.auth import Authenticator
 from app.main import create_app
 from app.observability import MULTIPROCESS_ENV, configure_logging
@@ -94,6 +95,7 @@ def describe_error(exc: BaseException) -> str:
 
 def serve(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format)
+    tune_allocator()
     if not settings.has_tokens():
         settings = settings.model_copy(update={"token_file": bootstrap_token(settings)})
     app = create_app(settings)  # also fails fast, in this process, on tokens that cannot be loaded

@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from app import __version__
+from app.allocator import tune_allocator
 from app.auth import Authenticator
 from app.errors import AuthError, IngestError, StorageUnavailable
 from app.journal import Journal
@@ -99,6 +100,7 @@ def create_worker_app() -> FastAPI:
     """Factory for uvicorn's worker processes: settings from the environment the CLI exported."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    tune_allocator()
     return create_app(settings)
 
 
