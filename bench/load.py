@@ -175,28 +175,37 @@ def wrk(url: str, body: bytes, *, encoding: str | None, seconds: int, connection
 
 
 def hey(url: str, body: bytes, *, encoding: str | None, seconds: int, clients: int, rate: float) -> LoadResult:
-    """Rate-limited load: `clients` each sending at most `rate` requests a second."""
+    """Open-loop load: `clients` independent clients, each sending `rate` requests a second.
+
+    One hey process per client, their starts spread evenly over one period (1 / rate). A single
+    `hey -c N -q rate` ticks all N clients at the same instant, so every period began with a burst
+    of N simultaneous requests: its latency measured that burst, not a load of N clients. The
+    per-request times of all processes (`-o csv`) are merged into one distribution.
+    """
     with tempfile.NamedTemporaryFile(suffix=".body") as file:
         file.write(body)
         file.flush()
-        command = ["hey", "-z", f"{seconds}s", "-c", str(clients), "-q", f"{max(rate, 0.1):.2f}", "-m", "POST"]
+        command = ["hey", "-z", f"{seconds}s", "-c", "1", "-q", f"{max(rate, 0.01):.3f}", "-m", "POST", "-o", "csv"]
         command += ["-D", file.name, "-H", f"Authorization: Bearer {TOKEN}", "-t", "30"]
         if encoding:
             command += ["-H", f"Content-Encoding: {encoding}"]
-        output = subprocess.run([*command, url], capture_output=True, text=True, timeout=seconds + 90).stdout
+        processes = []
+        for _ in range(clients):
+            processes.append(subprocess.Popen([*command, url], stdout=subprocess.PIPE, text=True))
+            time.sleep(1 / max(rate, 0.01) / clients)
+        outputs = [process.communicate(timeout=seconds + 90)[0] for process in processes]
+    times, errors = [], 0
+    for output in outputs:
+        for line in output.splitlines()[1:]:  # response-time,DNS+dialup,...,status-code,offset
+            fields = line.split(",")
+            if len(fields) >= 7 and fields[6] == "200":
+                times.append(float(fields[0]) * 1000)
+            else:
+                errors += 1
+    times.sort()
 
-    def seconds_at(percent: str) -> float:
-        match = re.search(rf"{percent}% in ([0-9.]+) secs", output)
-        return float(match[1]) * 1000 if match else float("nan")
+    def percentile(fraction: float) -> float:
+        return times[min(len(times) - 1, int(fraction * len(times)))] if times else float("nan")
 
-    ok = sum(int(count) for count in re.findall(r"\[200\]\s+(\d+) responses", output))
-    total = sum(int(count) for count in re.findall(r"\[\d+\]\s+(\d+) responses", output))
-    slowest = re.search(r"Slowest:\s+([0-9.]+) secs", output)
-    return LoadResult(
-        ok,
-        float(seconds),
-        total - ok,
-        seconds_at("50"),
-        seconds_at("99"),
-        float(slowest[1]) * 1000 if slowest else float("nan"),
-    )
+    slowest = max(times, default=float("nan"))
+    return LoadResult(len(times), float(seconds), errors, percentile(0.5), percentile(0.99), slowest)
