@@ -27,6 +27,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listening_inodes(port: int) -> set[int]:
+    """Socket inodes listening on 127.0.0.1:`port` (state 0A in /proc/net/tcp)."""
+    local = f"0100007F:{port:04X}"
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return {int(row[9]) for row in rows if row[1] == local and row[3] == "0A"}
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets process `pid` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
+
+
+def _is_python(pid: int) -> bool:
+    """uvicorn's workers, not multiprocessing's resource tracker or other helpers."""
+    try:
+        return b"multiprocessing.resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 class Server:
     """One receiver process: its URL, data directory and captured log output."""
 
@@ -53,11 +81,24 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5, verify=self.verify).status_code == 200:
-                    return
+                answered = httpx.get(f"{self.url}/healthz", timeout=0.5, verify=self.verify).status_code == 200
             except httpx.TransportError:
-                time.sleep(0.05)
+                answered = False
+            # Every worker listens on its own socket (app/workers.py): wait for all, or the first
+            # connections would all go to the first worker up.
+            if answered and len(listening_inodes(self.port)) >= self.workers:
+                return
+            time.sleep(0.05)
         raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    @property
+    def workers(self) -> int:
+        return int(self._args[self._args.index("--workers") + 1]) if "--workers" in self._args else 1
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(child) for child in children if _is_python(int(child))]
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:

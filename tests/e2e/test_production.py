@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import TOKEN, MakeServer, Server, tls_files
+from tests.e2e.conftest import TOKEN, MakeServer, Server, listening_inodes, socket_inodes, tls_files
 from tests.samples import audit_event, concatenated, envelope, network_event
 
 AUDIT = concatenated([envelope(audit_event())])
@@ -173,6 +174,41 @@ def test_two_workers_share_the_port_and_sum_their_metrics(make_server: MakeServe
     assert 'tailscribe_records_total{log_type="Tailscale.Audit",outcome="accepted"} 20.0' in metrics
     assert len(server.archive_rows()) == 20
     assert len({path.name for path in (server.data_dir / "archive").glob("**/*.ndjson")}) == 2
+
+
+def test_each_worker_accepts_on_a_socket_of_its_own_and_a_killed_one_is_replaced(make_server: MakeServer):
+    """SO_REUSEPORT (app/workers.py): the kernel spreads connections over the workers' own sockets,
+    so keep-alive clients that connect at once land on both workers, not on whichever was idle."""
+    server = make_server("--workers", "2")
+    workers = server.worker_pids()
+    listening = listening_inodes(server.port)
+    assert len(workers) == 2 and len(listening) == 2
+    assert [len(socket_inodes(pid) & listening) for pid in workers] == [1, 1]
+
+    clients = [httpx.Client() for _ in range(16)]  # connected together, then kept alive, as the benchmark's
+    for client in clients:
+        assert client.post(f"{server.url}/v1/tailscale/audit", content=AUDIT, headers=bearer(TOKEN)).status_code == 200
+    assert len(server.archive_rows()) == 16
+    # Archive files are part-<start>-<stream>-<pid>-<n>.ndjson: the pid tells which worker wrote it.
+    writers = {path.name.split("-")[-2] for path in server.data_dir.glob("archive/**/*.ndjson")}
+    assert writers == {str(pid) for pid in workers}
+
+    os.kill(workers[0], signal.SIGKILL)
+    for client in clients:
+        client.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        replaced = [pid for pid in server.worker_pids() if pid not in workers]
+        if replaced and len(listening_inodes(server.port)) == 2:
+            break
+        time.sleep(0.1)
+    assert replaced, "uvicorn did not start a new worker"
+    assert len(socket_inodes(replaced[0]) & listening_inodes(server.port)) == 1
+    for _ in range(8):
+        with httpx.Client() as fresh:
+            assert (
+                fresh.post(f"{server.url}/v1/tailscale/audit", content=AUDIT, headers=bearer(TOKEN)).status_code == 200
+            )
 
 
 def test_metrics_cover_requests_bytes_records_and_storage(server: Server):
