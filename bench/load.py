@@ -25,6 +25,7 @@ import httpx
 
 TOKEN: Final = "bench-token-0123456789"
 LUA: Final = Path(__file__).with_name("post.lua")
+REPOSITORY: Final = Path(__file__).parent.parent
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
@@ -54,6 +55,8 @@ class Receiver:
     listeners: int = 1
     """Listening sockets to wait for: one per worker with SO_REUSEPORT (app/workers.py). A load run
     started while only the first worker listens would keep all its connections on that worker."""
+    cwd: Path = REPOSITORY
+    """Where the command runs, hence which `app` package `python -m app.cli` imports (bench/compare.py)."""
 
     @property
     def url(self) -> str:
@@ -63,7 +66,7 @@ class Receiver:
         command = [part.format(port=self.port, workdir=self.workdir) for part in self.command]
         env = {**os.environ, "TOKEN": TOKEN, "NAIVE_OUTPUT": str(self.workdir / "naive.ndjson"), **self.env}
         self.process = subprocess.Popen(
-            command, cwd=Path(__file__).parent.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, cwd=self.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

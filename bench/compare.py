@@ -1,0 +1,132 @@
+"""Before and after: the receiver of several git revisions measured in one run, with today's harness.
+
+Each variant is an `app/` package taken from a revision (optionally with some files from another
+revision laid over it, to measure one change of a commit that made several), unpacked into its own
+directory. The benchmark code stays the current one, so only the receiver differs between rows.
+
+    .venv/bin/python -m bench.compare baseline=62b4863 fast-path=ca8aae5 \\
+        'reuseport-only=62b4863+ca8aae5:app/workers.py,app/cli.py' [--seconds 8]
+
+Per variant: the in-process pipeline (one core, best of several runs, 73 and 3,375 records per
+body), end-to-end records/s and CPU per record (2 workers, wrk, 16 clients, 73-record plain bodies),
+and peak RSS per process while 16 clients post 11 MB bodies. Numbers of one run, on a shared
+2-core machine: a few percent of noise between rows is expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from bench.load import REPOSITORY, hey, tailscribe, wrk
+from bench.workload import body, records
+
+IN_PROCESS = """
+import json, sys, time
+from datetime import UTC, datetime
+import orjson
+import app
+from app.ingest import framing
+from app.ingest.pipeline import RequestContext, build_batch
+from bench.workload import body, records
+
+assert app.__file__.startswith(sys.argv[1]), app.__file__
+records_of = getattr(framing, "iter_records", None) or framing.frame  # revisions before lazy framing
+ctx = RequestContext(request_id="bench", log_type="network", source_id="bench", source_label="bench")
+
+def run(data):
+    batch = build_batch(records_of(data, max_records=10**6, max_depth=64), ctx, datetime.now(UTC))
+    if hasattr(batch, "ndjson"):
+        return len(batch.ndjson)
+    return len(b"".join(orjson.dumps(row) for row in batch.accepted))  # revisions before rows as lines
+
+result = {}
+for count, repeat in ((73, 40), (3375, 5)):
+    data = body(records("network", count)).data
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run(data)
+        best = min(best, time.perf_counter() - started)
+    result[count] = best / count * 1e6
+print(json.dumps(result))
+"""
+
+
+def unpack(spec: str, root: Path) -> tuple[str, Path]:
+    """`label=rev[+overlay_rev:path,path]` → (label, directory holding that `app/`)."""
+    label, _, source = spec.partition("=")
+    base, _, overlay = source.partition("+")
+    directory = root / label
+    directory.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", base, "app"], cwd=REPOSITORY, capture_output=True, check=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(directory, filter="data")
+    if overlay:
+        revision, _, paths = overlay.partition(":")
+        for path in paths.split(","):
+            content = subprocess.run(
+                ["git", "show", f"{revision}:{path}"], cwd=REPOSITORY, capture_output=True, check=True
+            )
+            (directory / path).write_bytes(content.stdout)
+    return label, directory
+
+
+def in_process(directory: Path) -> dict[str, float]:
+    env = {"PYTHONPATH": str(REPOSITORY)}
+    output = subprocess.run(
+        [sys.executable, "-c", IN_PROCESS, str(directory)], cwd=directory, env=env, capture_output=True, text=True
+    )
+    if output.returncode:
+        raise RuntimeError(output.stderr)
+    return json.loads(output.stdout)
+
+
+def end_to_end(directory: Path, seconds: int) -> dict[str, float]:
+    own_sockets = (directory / "app" / "workers.py").exists()
+    receiver = tailscribe(2)
+    receiver.cwd = directory
+    receiver.listeners = 2 if own_sockets else 1
+    receiver.start()
+    try:
+        time.sleep(0 if own_sockets else 3)  # with one shared socket, let the second worker start too
+        load = body(records("network", 73))
+        cpu_before = receiver.cpu_seconds()
+        result = wrk(receiver.url, load.data, encoding=None, seconds=seconds, connections=16)
+        time.sleep(1.0)
+        done = result.requests * 73
+        cpu = (receiver.cpu_seconds() - cpu_before) / done * 1e6
+        big = body(records("network", 4900))
+        hey(receiver.url, big.data, encoding=None, seconds=seconds, clients=16, rate=100)
+        return {"rps": done / result.seconds, "cpu_us": cpu, "p99": result.p99_ms, "rss": receiver.peak_rss_mb()}
+    finally:
+        receiver.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", help="label=rev or label=rev+rev2:path,path")
+    parser.add_argument("--seconds", type=int, default=8)
+    args = parser.parse_args()
+    print("| variant | in-process µs/record (73) | (3,375) | end-to-end records/s | CPU µs/record | p99 ms | RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    with tempfile.TemporaryDirectory(prefix="tailscribe-compare-") as root:
+        for spec in args.variants:
+            label, directory = unpack(spec, Path(root))
+            pipeline = in_process(directory)
+            served = end_to_end(directory, args.seconds)
+            print(
+                f"| {label} | {pipeline['73']:.1f} | {pipeline['3375']:.1f} | {served['rps']:,.0f} "
+                f"| {served['cpu_us']:.0f} | {served['p99']:.0f} | {served['rss']:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
