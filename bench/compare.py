@@ -9,8 +9,9 @@ directory. The benchmark code stays the current one, so only the receiver differ
 
 Per variant: the in-process pipeline (one core, best of several runs, 73 and 3,375 records per
 body), end-to-end records/s and CPU per record (2 workers, wrk, 16 clients, 73-record plain bodies),
-and peak RSS per process while 16 clients post 11 MB bodies. Numbers of one run, on a shared
-2-core machine: a few percent of noise between rows is expected.
+and peak RSS per process while 16 clients post 11 MB bodies. End-to-end figures on this shared
+2-core machine vary by ±20% from run to run, so each variant is run `--rounds` times, round-robin,
+and the medians are shown; the in-process figures (best of several runs) are steadier.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -45,7 +47,8 @@ def run(data):
     batch = build_batch(records_of(data, max_records=10**6, max_depth=64), ctx, datetime.now(UTC))
     if hasattr(batch, "ndjson"):
         return len(batch.ndjson)
-    return len(b"".join(orjson.dumps(row) for row in batch.accepted))  # revisions before rows as lines
+    # Earlier revisions: rows as dicts (dumped by storage), then rows as lines.
+    return len(b"".join(row if isinstance(row, bytes) else orjson.dumps(row) for row in batch.accepted))
 
 result = {}
 for count, repeat in ((73, 40), (3375, 5)):
@@ -88,7 +91,7 @@ def in_process(directory: Path) -> dict[str, float]:
     return json.loads(output.stdout)
 
 
-def end_to_end(directory: Path, seconds: int) -> dict[str, float]:
+def end_to_end(directory: Path, seconds: int, *, memory: bool) -> dict[str, float]:
     own_sockets = (directory / "app" / "workers.py").exists()
     receiver = tailscribe(2)
     receiver.cwd = directory
@@ -102,9 +105,12 @@ def end_to_end(directory: Path, seconds: int) -> dict[str, float]:
         time.sleep(1.0)
         done = result.requests * 73
         cpu = (receiver.cpu_seconds() - cpu_before) / done * 1e6
-        big = body(records("network", 4900))
-        hey(receiver.url, big.data, encoding=None, seconds=seconds, clients=16, rate=100)
-        return {"rps": done / result.seconds, "cpu_us": cpu, "p99": result.p99_ms, "rss": receiver.peak_rss_mb()}
+        measured = {"rps": done / result.seconds, "cpu_us": cpu, "p99": result.p99_ms}
+        if memory:
+            big = body(records("network", 4900))
+            hey(receiver.url, big.data, encoding=None, seconds=seconds, clients=16, rate=100)
+            measured["rss"] = receiver.peak_rss_mb()
+        return measured
     finally:
         receiver.stop()
 
@@ -113,19 +119,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+", help="label=rev or label=rev+rev2:path,path")
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="end-to-end runs per variant, interleaved; medians shown")
     args = parser.parse_args()
-    print("| variant | in-process µs/record (73) | (3,375) | end-to-end records/s | CPU µs/record | p99 ms | RSS MB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
     with tempfile.TemporaryDirectory(prefix="tailscribe-compare-") as root:
-        for spec in args.variants:
-            label, directory = unpack(spec, Path(root))
-            pipeline = in_process(directory)
-            served = end_to_end(directory, args.seconds)
-            print(
-                f"| {label} | {pipeline['73']:.1f} | {pipeline['3375']:.1f} | {served['rps']:,.0f} "
-                f"| {served['cpu_us']:.0f} | {served['p99']:.0f} | {served['rss']:.0f} |",
-                flush=True,
-            )
+        unpacked = [unpack(spec, Path(root)) for spec in args.variants]
+        pipelines = {label: in_process(directory) for label, directory in unpacked}
+        runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in unpacked}
+        for round_ in range(args.rounds):  # round-robin, so a slow minute of the machine hits every variant
+            for label, directory in unpacked:
+                runs[label].append(end_to_end(directory, args.seconds, memory=round_ == 0))
+                print(f"round {round_ + 1}: {label} {runs[label][-1]}", file=sys.stderr, flush=True)
+    print(
+        "| variant | in-process µs/record (73) | (3,375) | end-to-end records/s | CPU µs/record | p99 ms "
+        "| peak RSS MB, 16 × 11 MB |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, _ in unpacked:
+        pipeline, measured = pipelines[label], runs[label]
+
+        def median(key: str, measured: list[dict[str, float]] = measured) -> float:
+            return statistics.median(run[key] for run in measured)
+
+        print(
+            f"| {label} | {pipeline['73']:.1f} | {pipeline['3375']:.1f} | {median('rps'):,.0f} "
+            f"| {median('cpu_us'):.0f} | {median('p99'):.0f} | {measured[0]['rss']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

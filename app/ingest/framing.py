@@ -13,8 +13,8 @@ concatenated records peaked at 132 MB, twelve times the body.) A piece that pars
 record, because a JSON object is never a prefix of a longer value. A piece that fails was cut inside a
 string (a value holding "}{") or is bad data, and the bytes up to that cut are then walked value by
 value with json's C scanner, which finds where each value truly ends in linear time; orjson then
-parses exactly that value. Each byte meets orjson a bounded number of times, so no
-body is quadratic, not even a 50 MB string of "}{".
+parses exactly that value. Each byte meets orjson a bounded number of times, so no body is
+quadratic, not even a 50 MB string of "}{".
 """
 
 from __future__ import annotations
