@@ -33,6 +33,13 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
+# The benchmark (bench/RESULTS.md): wrk and hey are Debian packages; py-spy and pyinstrument profile.
+bench: $(VENV)/.installed-test
+	command -v wrk >/dev/null && command -v hey >/dev/null || \
+		($$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update -qq && $$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y -qq wrk hey)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.run
+
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := framing decoders
 
