@@ -32,6 +32,7 @@ from app.sinks import build_sinks
 from app.sinks.runner import SinkGroup, SinkRunner
 from app.status import StatusBoard, record_outcome
 from app.status import router as status_router
+from app.storage.files import ensure_dir
 from app.storage.local import LocalStorage
 
 
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkpoints = CheckpointStore(slot.directory / "checkpoints")
         group = SinkGroup([SinkRunner(config, sink, journal, checkpoints) for config, sink in sinks], journal)
         app.state.storage = LocalStorage(settings.data_dir, journal)
+        app.state.spool_dir = settings.data_dir / "spool"  # large bodies wait here (app.ingest.body)
+        ensure_dir(app.state.spool_dir)
         group.start()
         log_event(
             logging.INFO,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -19,13 +19,13 @@ from starlette.requests import ClientDisconnect
 
 from app.auth import Authenticator, Source, single_authorization
 from app.errors import BodyTimeout, InvalidToken, LogTypeNotAllowed, Overloaded, StorageUnavailable
-from app.ingest.body import read_capped
+from app.ingest.body import read_capped, read_spooled
 from app.ingest.decoders import SUPPORTED_DECODERS
 from app.ingest.pipeline import RequestContext, prepare_request, store_batch
 from app.observability import INFLIGHT, REQUEST_BYTES, metrics_text
 from app.settings import Settings
 from app.status import record_outcome
-from app.storage import Storage
+from app.storage import Batch, Storage
 from app.types import PANTHER_LOG_TYPES, LogType
 
 router = APIRouter()
@@ -84,8 +84,11 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
     content_encoding = request.headers.get("content-encoding")
     try:
         async with asyncio.timeout(settings.body_timeout):
-            raw = await read_capped(
-                request.stream(), content_length=request.headers.get("content-length"), limit=settings.max_body_bytes
+            spool = await read_capped(
+                request.stream(),
+                content_length=request.headers.get("content-length"),
+                limit=settings.max_body_bytes,
+                spool_dir=request.app.state.spool_dir,
             )
     except TimeoutError as exc:
         raise BodyTimeout(f"the body was not received within body_timeout ({settings.body_timeout:g} s)") from exc
@@ -93,23 +96,25 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
         # Nobody is left to answer; the log line and the metric are all that remain of it.
         request.state.reason = "client_disconnected"
         return JSONResponse({"text": "Client disconnected", "code": 6}, status_code=400)
-    REQUEST_BYTES.labels(encoding_label(content_encoding)).inc(len(raw))
-    request.state.bytes = len(raw)
-    ctx = RequestContext(
-        request_id=request.state.request_id,
-        log_type=log_type,
-        source_id=source.id,
-        source_label=source.label,
-        allowed_log_types=source.log_types,
-        content_encoding=content_encoding,
-        metadata={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
-    )
-    storage = request.app.state.storage
-    # One body at a time per worker (processing_concurrency): a parsed 11 MB body is several hundred
-    # MB of Python objects, and under the GIL a second one in parallel would not finish sooner. The
-    # fsync wait is outside, so the next body is prepared meanwhile and appends share fsyncs.
-    async with request.app.state.processing:
-        batch = await run_in_threadpool(prepare_request, raw, ctx, settings, storage)
+    with spool:  # closing removes a spooled body's file
+        size = spool.tell()
+        REQUEST_BYTES.labels(encoding_label(content_encoding)).inc(size)
+        request.state.bytes = size
+        ctx = RequestContext(
+            request_id=request.state.request_id,
+            log_type=log_type,
+            source_id=source.id,
+            source_label=source.label,
+            allowed_log_types=source.log_types,
+            content_encoding=content_encoding,
+            metadata={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
+        )
+        storage = request.app.state.storage
+        # One body at a time per worker (processing_concurrency): a parsed 11 MB body is several hundred
+        # MB of Python objects, and under the GIL a second one in parallel would not finish sooner. The
+        # fsync wait is outside, so the next body is prepared meanwhile and appends share fsyncs.
+        async with request.app.state.processing:
+            batch = await run_in_threadpool(_prepare, spool, ctx, settings, storage)
     await run_in_threadpool(store_batch, batch, storage)
     request.state.accepted = batch.accepted
     request.state.quarantined = len(batch.quarantined)
@@ -117,6 +122,11 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
     return JSONResponse(
         {"text": "Success", "code": 0, "accepted": batch.accepted, "quarantined": len(batch.quarantined)}
     )
+
+
+def _prepare(spool: IO[bytes], ctx: RequestContext, settings: Settings, storage: Storage) -> Batch:
+    """Read the spooled body back and prepare it, both in a worker thread."""
+    return prepare_request(read_spooled(spool), ctx, settings, storage)
 
 
 def add_ingest_routes(app: FastAPI, sources: list[Source]) -> None:
