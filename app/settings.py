@@ -133,8 +133,8 @@ class Settings(BaseSettings):
         1,
         gt=0,
         le=64,
-        description="Request bodies decoded and validated at once per worker; the rest wait holding only "
-        "their raw bytes. Python runs one at a time anyway (the GIL), so more only multiplies memory.",
+        description="Request bodies decoded and validated at once per worker; the rest wait as raw bytes "
+        "(on disk above 1 MiB). Python runs one at a time anyway (the GIL), so more only multiplies memory.",
     )
     body_timeout: float = Field(60.0, gt=0, description="Seconds a client may take to send a whole body (408 after).")
     header_timeout: float = Field(
