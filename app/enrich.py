@@ -31,8 +31,25 @@ from app.schemas.network import TRAFFIC_KEYS
 from app.types import PANTHER_LOG_TYPES, LogType, Row
 
 SCHEMA_VERSION: Final = 0
+RECEIVER_FIELDS: Final = frozenset(
+    (
+        "p_log_type",
+        "p_row_id",
+        "p_event_time",
+        "p_parse_time",
+        "p_schema_version",
+        "p_source_id",
+        "p_source_label",
+        "p_any_ip_addresses",
+        "p_any_emails",
+        "p_any_actor_ids",
+    )
+)
+"""Every field `enrich` sets: a sender's value for any of them is replaced (or removed, for an
+indicator with nothing valid to hold)."""
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH: Final = datetime(1970, 1, 1)
+"""Naive, meaning UTC, so `p_event_time` skips a time zone conversion."""
 _SIDES: Final = (("src", "srcIp", "srcPort"), ("dst", "dstIp", "dstPort"))
 _NEITHER: Final[tuple[None, None]] = (None, None)
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+")
@@ -43,24 +60,17 @@ the identity an analyst pivots on, just like a real address."""
 
 def format_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds and `Z` (`2026-06-03T15:32:56.773000Z`); naive means UTC."""
-    utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment
-    # Formatted by hand: strftime("%Y") does not zero-pad years before 1000 on glibc.
-    return (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
-        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}Z"
-    )
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    # isoformat is C code and zero-pads years before 1000 (strftime("%Y") does not, on glibc);
+    # it runs for every row's p_event_time: 0.6 µs, where an f-string of the fields took 1.7 µs.
+    return moment.isoformat(timespec="microseconds") + "Z"
 
 
 @lru_cache(maxsize=8)
 def _parse_time_text(parse_time: datetime) -> str:
     """Every row of a request has the request's parse time: formatted once, not once per row."""
     return format_timestamp(parse_time)
-
-
-def _put_indicator(row: Row, key: str, values: set[str]) -> None:
-    row.pop(key, None)  # a sender's value goes; ours is appended last, like every p_* field
-    if values:
-        row[key] = sorted(values)
 
 
 def _split_traffic(event: Row) -> set[str]:
@@ -134,21 +144,22 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
 
     seconds = row.get("time")  # validated rows always have it; Panther falls back to the parse time
     event_time = _EPOCH + timedelta(seconds=seconds) if isinstance(seconds, int | float) else parse_time
-    standard = {
-        "p_log_type": PANTHER_LOG_TYPES[log_type],
-        "p_row_id": row_id,
-        "p_event_time": format_timestamp(event_time),
-        "p_parse_time": _parse_time_text(parse_time),
-        "p_schema_version": SCHEMA_VERSION,
-        "p_source_id": source_id,
-        "p_source_label": source_label,
-    }
-    for key, value in standard.items():
-        # Removed first, so the receiver's own p_* fields always come last in the row, after anything
-        # a sender put there: `app.sinks.base.line_field` relies on that.
-        row.pop(key, None)
-        row[key] = value
-    _put_indicator(row, "p_any_ip_addresses", ips)
-    _put_indicator(row, "p_any_emails", emails)
-    _put_indicator(row, "p_any_actor_ids", actor_ids)
+    if not RECEIVER_FIELDS.isdisjoint(row):
+        # A sender's own values go, so the receiver's p_* fields always come last in the row, after
+        # anything a sender put there: `app.sinks.base.line_field` relies on that.
+        for key in RECEIVER_FIELDS:
+            row.pop(key, None)
+    row["p_log_type"] = PANTHER_LOG_TYPES[log_type]
+    row["p_row_id"] = row_id
+    row["p_event_time"] = format_timestamp(event_time)
+    row["p_parse_time"] = _parse_time_text(parse_time)
+    row["p_schema_version"] = SCHEMA_VERSION
+    row["p_source_id"] = source_id
+    row["p_source_label"] = source_label
+    if ips:
+        row["p_any_ip_addresses"] = sorted(ips)
+    if emails:
+        row["p_any_emails"] = sorted(emails)
+    if actor_ids:
+        row["p_any_actor_ids"] = sorted(actor_ids)
     return row
