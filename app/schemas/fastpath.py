@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, get_args, get_type_hints
 
 import msgspec
 
@@ -108,7 +108,17 @@ class AuditEnvelope(msgspec.Struct):
 
 ENVELOPES: Final[dict[LogType, type[msgspec.Struct]]] = {"audit": AuditEnvelope, "network": NetworkEnvelope}
 
-TIMESTAMP_KEYS: Final[dict[LogType, tuple[str, ...]]] = {"audit": ("deferredAt",), "network": ("start", "end")}
+
+def _timestamp_keys(struct: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The fields of `struct` typed `Timestamp`, read from its annotations so none can be forgotten."""
+    hints = get_type_hints(struct, include_extras=True)
+    return tuple(name for name, hint in hints.items() if Timestamp in get_args(hint))
+
+
+TIMESTAMP_KEYS: Final[dict[LogType, tuple[str, ...]]] = {
+    "audit": _timestamp_keys(AuditEvent),
+    "network": _timestamp_keys(NetworkEvent),
+}
 """The `event` keys typed `Timestamp`, whose syntax is checked after msgspec's range check."""
 
 
