@@ -18,7 +18,6 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from app import __version__
-from app.allocator import tune_allocator
 from app.auth import Authenticator
 from app.errors import AuthError, IngestError, StorageUnavailable
 from app.journal import Journal
@@ -103,8 +102,7 @@ def create_worker_app() -> FastAPI:
     """Factory for uvicorn's worker processes: settings from the environment the CLI exported."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    tune_allocator()
-    return create_app(settings)
+    return create_app(settings)  # malloc is tuned by the environment `serve` exported (app.allocator)
 
 
 async def handle_ingest_error(request: Request, exc: IngestError) -> JSONResponse:
