@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.load import REPOSITORY, hey, tailscribe, wrk
+from bench.load import REPOSITORY, tailscribe
+from bench.run import big_body_memory, run_peak
 from bench.workload import body, records
 
 IN_PROCESS = """
@@ -99,17 +100,10 @@ def end_to_end(directory: Path, seconds: int, *, memory: bool) -> dict[str, floa
     receiver.start()
     try:
         time.sleep(0 if own_sockets else 3)  # with one shared socket, let the second worker start too
-        load = body(records("network", 73))
-        cpu_before = receiver.cpu_seconds()
-        result = wrk(receiver.url, load.data, encoding=None, seconds=seconds, connections=16)
-        time.sleep(1.0)
-        done = result.requests * 73
-        cpu = (receiver.cpu_seconds() - cpu_before) / done * 1e6
-        measured = {"rps": done / result.seconds, "cpu_us": cpu, "p99": result.p99_ms}
+        peak = run_peak(receiver, body(records("network", 73)), seconds)
+        measured = {"rps": peak["rps"], "cpu_us": peak["cpu_10k"] * 100, "p99": peak["p99"]}  # s/10k → µs/record
         if memory:
-            big = body(records("network", 4900))
-            hey(receiver.url, big.data, encoding=None, seconds=seconds, clients=16, rate=100)
-            measured["rss"] = receiver.peak_rss_mb()
+            measured["rss"] = big_body_memory(receiver, seconds)[1]
         return measured
     finally:
         receiver.stop()

@@ -55,6 +55,14 @@ def run_peak(receiver: Receiver, load: Body, seconds: int) -> dict[str, float]:
     }
 
 
+def big_body_memory(receiver: Receiver, seconds: int) -> tuple[float, float]:
+    """(body MB, peak RSS MB per process) while 16 clients post ~11 MB bodies, the largest Tailscale
+    was seen to send."""
+    big = body(records("network", 4900))
+    hey(receiver.url, big.data, encoding=None, seconds=seconds, clients=16, rate=100)
+    return len(big.data) / 1e6, receiver.peak_rss_mb()
+
+
 def row(name: str, shape: str, m: dict[str, float]) -> str:
     return (
         f"| {name} | {shape} | {m['rps']:,.0f} | {m['mbps']:.1f} | {m['p50']:.1f} | {m['p99']:.1f} | {m['max']:.0f} "
@@ -129,10 +137,8 @@ def main() -> None:
             achieved = result.requests * count / result.seconds
             latency = f"{result.p50_ms:.1f} | {result.p99_ms:.1f} | {result.max_ms:.0f}"
             emit(f"| tailscribe (2 workers) | {count} rec | {0.7 * peak:,.0f} | {achieved:,.0f} | {latency} |")
-        big = body(records("network", 4900))  # ~11 MB, the largest body Tailscale was seen to send
-        hey(receiver.url, big.data, encoding=None, seconds=args.seconds, clients=16, rate=100)
-        size = len(big.data) / 1e6
-        emit(f"\nPeak RSS per process while 16 clients post {size:.1f} MB bodies: {receiver.peak_rss_mb():.0f} MB\n")
+        size, rss = big_body_memory(receiver, args.seconds)
+        emit(f"\nPeak RSS per process while 16 clients post {size:.1f} MB bodies: {rss:.0f} MB\n")
     finally:
         receiver.stop()
 
