@@ -29,11 +29,13 @@ REPOSITORY: Final = Path(__file__).parent.parent
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
-def listening_sockets(port: int) -> int:
-    """How many TCP sockets listen on 127.0.0.1:`port` (state 0A in /proc/net/tcp)."""
+def listening_inodes(port: int) -> set[int]:
+    """Inodes of the TCP sockets listening on 127.0.0.1:`port` (state 0A in /proc/net/tcp).
+
+    One per worker with SO_REUSEPORT (app/workers.py); the e2e tests use it too."""
     local = f"0100007F:{port:04X}"
-    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return sum(1 for line in lines if line.split()[1] == local and line.split()[3] == "0A")
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return {int(row[9]) for row in rows if row[1] == local and row[3] == "0A"}
 
 
 def free_port() -> int:
@@ -75,7 +77,7 @@ class Receiver:
             except httpx.TransportError:
                 time.sleep(0.1)
                 continue
-            if listening_sockets(self.port) >= self.listeners:
+            if len(listening_inodes(self.port)) >= self.listeners:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start: {command}")

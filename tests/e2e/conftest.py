@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -18,20 +17,9 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.load import free_port, listening_inodes
+
 TOKEN = "e2e-test-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listening_inodes(port: int) -> set[int]:
-    """Socket inodes listening on 127.0.0.1:`port` (state 0A in /proc/net/tcp)."""
-    local = f"0100007F:{port:04X}"
-    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
-    return {int(row[9]) for row in rows if row[1] == local and row[3] == "0A"}
 
 
 def socket_inodes(pid: int) -> set[int]:

@@ -14,25 +14,21 @@ Import the fixture where it is needed: `from tests.servers.nats import nats_serv
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.load import free_port
+from tests.servers import running
 
 
 def nats_server_binary() -> str:
@@ -125,15 +121,9 @@ class NatsServer:
             self.process.send_signal(signal.SIGCONT)
 
 
-@contextlib.contextmanager
-def running_nats_server(directory: Path, args: Sequence[str] = ()) -> Iterator[NatsServer]:
+def running_nats_server(directory: Path, args: Sequence[str] = ()) -> AbstractContextManager[NatsServer]:
     """A started server under `directory` (extra `args` such as `--auth TOKEN`), stopped afterwards."""
-    server = NatsServer(directory / "nats-store", args=args)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return running(NatsServer(directory / "nats-store", args=args))
 
 
 @pytest.fixture

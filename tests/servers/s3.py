@@ -21,7 +21,7 @@ import gzip
 import logging
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import boto3  # type: ignore[import-untyped]
@@ -31,6 +31,8 @@ import pytest
 import zstandard
 from moto.server import ThreadedMotoServer
 from obstore.store import S3Store
+
+from tests.servers import running
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -168,15 +170,9 @@ def ndjson_rows(key: str, data: bytes) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in text.splitlines()]
 
 
-@contextmanager
-def running_s3(bucket: str | None = None) -> Iterator[S3Server]:
+def running_s3(bucket: str | None = None) -> AbstractContextManager[S3Server]:
     """A started `S3Server`, stopped on exit."""
-    server = S3Server(bucket)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return running(S3Server(bucket))
 
 
 @pytest.fixture
