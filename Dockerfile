@@ -7,13 +7,15 @@
 # TAILSCRIBE_<NAME> (README, "Configuration"); the data directory is the volume /data.
 
 # Stage 1: install tailscribe and its dependencies into a virtual environment. Every dependency
-# ships manylinux wheels for CPython 3.11, so no compiler is needed; pip compiles the bytecode
-# here, since the final image may have a read-only root file system.
-FROM python:3.11-slim-bookworm AS builder
+# ships manylinux wheels for CPython 3.11; tailscribe's own app/addresses.pyx is compiled with the
+# full (non-slim) image's gcc, which stays behind in this stage. The full and slim images install
+# Python at the same /usr/local path, so the venv runs unchanged in stage 2. pip compiles the
+# bytecode here, since the final image may have a read-only root file system.
+FROM python:3.11-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/tailscribe
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY app ./app
 RUN /opt/tailscribe/bin/pip install --no-cache-dir ".[nats,objectstore]" \
     && /opt/tailscribe/bin/tailscribe --version

@@ -25,11 +25,12 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
+# app/addresses.pyx is compiled at install (setup.py): editing it reinstalls, which rebuilds it.
+$(VENV)/.installed-run: pyproject.toml setup.py app/addresses.pyx | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed-test: pyproject.toml setup.py app/addresses.pyx | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
@@ -53,7 +54,7 @@ fuzz: $(VENV)/.installed-run
 	done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis fuzz/work fuzz/artifacts
+	rm -rf $(VENV) build app/*.c app/*.so .pytest_cache .ruff_cache .hypothesis fuzz/work fuzz/artifacts
 
 docs: $(VENV)/.installed-test
 	$(BIN)/python -m app.reference

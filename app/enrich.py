@@ -26,7 +26,7 @@ from typing import Final
 
 import orjson
 
-from app.addresses import canonical_ip, split_addr_port
+from app.addresses import canonical_ip, split_traffic
 from app.schemas.network import TRAFFIC_KEYS
 from app.types import PANTHER_LOG_TYPES, LogType, Row
 
@@ -50,8 +50,6 @@ indicator with nothing valid to hold)."""
 
 _EPOCH: Final = datetime(1970, 1, 1)
 """Naive, meaning UTC, so `p_event_time` skips a time zone conversion."""
-_SIDES: Final = (("src", "srcIp", "srcPort"), ("dst", "dstIp", "dstPort"))
-_NEITHER: Final[tuple[None, None]] = (None, None)
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+")
 """One `@` between non-empty parts without whitespace. No dot is required in the domain on purpose:
 Tailscale names GitHub and passkey users `octocat@github` / `name@passkey`, and those logins are
@@ -71,32 +69,6 @@ def format_timestamp(moment: datetime) -> str:
 def _parse_time_text(parse_time: datetime) -> str:
     """Every row of a request has the request's parse time: formatted once, not once per row."""
     return format_timestamp(parse_time)
-
-
-def _split_traffic(event: Row) -> set[str]:
-    """Set the split fields of every traffic entry; return the distinct IPs found, as written.
-
-    It runs for every src and dst (~30 a record), so the loop is flat and trusts what validation
-    guarantees: a traffic array is a list or null, an entry a dict or null, `src`/`dst` a string or null.
-    """
-    found: set[str] = set()
-    for traffic_key in TRAFFIC_KEYS:
-        for entry in event.get(traffic_key) or ():
-            if entry is None:
-                continue
-            for side, ip_key, port_key in _SIDES:
-                text = entry.get(side)
-                ip, port = _NEITHER if text is None else split_addr_port(text)
-                if ip is None:
-                    entry.pop(ip_key, None)
-                else:
-                    entry[ip_key] = ip
-                    found.add(ip)
-                if port is None:
-                    entry.pop(port_key, None)
-                else:
-                    entry[port_key] = port
-    return found
 
 
 def _add_email(value: object, emails: set[str]) -> None:
@@ -126,7 +98,7 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
     if isinstance(event, dict):
         # A valid IPv4 address is already canonical (no leading zeros, no zone): only IPv6 needs
         # canonicalising, once per distinct address.
-        for ip in _split_traffic(event):
+        for ip in split_traffic(event, TRAFFIC_KEYS):
             if ":" not in ip:
                 ips.add(ip)
             elif (canonical := canonical_ip(ip)) is not None:

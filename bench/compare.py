@@ -70,7 +70,10 @@ def unpack(spec: str, root: Path) -> tuple[str, Path]:
     base, _, overlay = source.partition("+")
     directory = root / label
     directory.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", base, "app"], cwd=REPOSITORY, capture_output=True, check=True).stdout
+    # Revisions from app/addresses.pyx on carry a setup.py that compiles it.
+    compiled = subprocess.run(["git", "cat-file", "-e", f"{base}:setup.py"], cwd=REPOSITORY).returncode == 0
+    members = ["app", "setup.py"] if compiled else ["app"]
+    archive = subprocess.run(["git", "archive", base, *members], cwd=REPOSITORY, capture_output=True, check=True).stdout
     tarfile.open(fileobj=io.BytesIO(archive)).extractall(directory, filter="data")
     if overlay:
         revision, _, paths = overlay.partition(":")
@@ -79,6 +82,9 @@ def unpack(spec: str, root: Path) -> tuple[str, Path]:
                 ["git", "show", f"{revision}:{path}"], cwd=REPOSITORY, capture_output=True, check=True
             )
             (directory / path).write_bytes(content.stdout)
+    if compiled:
+        build = [sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"]
+        subprocess.run(build, cwd=directory, capture_output=True, check=True)
     return label, directory
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 from hypothesis import given
@@ -118,3 +119,44 @@ def test_address_like_text_splits_without_raising_into_valid_halves(text: str) -
         ipaddress.ip_address(ip)
         assert ip in text
     assert port is None or 0 <= port <= 65535
+
+
+def _reference_ip(host: str, version: int | None = None) -> str | None:
+    """`host` if `ipaddress` reads it as an address (of `version`; IPv6 may carry a zone), else None."""
+    try:
+        address = ipaddress.ip_address(host) if len(host) <= MAX_IP_TEXT else None
+    except ValueError:
+        return None
+    return host if address is not None and version in (None, address.version) else None
+
+
+def _reference_split(text: str) -> tuple[str | None, int | None]:
+    """split_addr_port's documented rules, written plainly with `ipaddress`."""
+    if text.startswith("["):  # [ipv6]:port, [ipv6]
+        end = text.rfind("]")
+        if end < 0:
+            return None, None
+        host, rest = text[1:end], text[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon:  # a bare IPv4 address
+            return _reference_ip(text, 4), None
+        if ":" in host:  # several colons: IPv6 without a port
+            return _reference_ip(text, 6), None
+        host = _reference_ip(host, 4) or ""  # a.b.c.d:port
+    port = int(port_text) if re.fullmatch(r"[0-9]{1,5}", port_text) else None
+    return (_reference_ip(host) if host else None), (port if port is not None and port <= 65_535 else None)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["[", "]", ":", "::", "%", ".", "0", "00", "255", "256", "65535", "65536", "eth0", "²", "\x00"])
+        | st.ip_addresses().map(str)
+        | st.integers(0, 70_000).map(str)
+        | st.text(max_size=3),
+        max_size=7,
+    ).map("".join)
+)
+def test_compiled_split_matches_a_plain_ipaddress_reading(text: str) -> None:
+    assert split_addr_port(text) == _reference_split(text)
