@@ -71,7 +71,8 @@ def unpack(spec: str, root: Path) -> tuple[str, Path]:
     directory = root / label
     directory.mkdir(parents=True)
     # Revisions from app/addresses.pyx on carry a setup.py that compiles it.
-    compiled = subprocess.run(["git", "cat-file", "-e", f"{base}:setup.py"], cwd=REPOSITORY).returncode == 0
+    exists = subprocess.run(["git", "cat-file", "-e", f"{base}:setup.py"], cwd=REPOSITORY, capture_output=True)
+    compiled = exists.returncode == 0
     members = ["app", "setup.py"] if compiled else ["app"]
     archive = subprocess.run(["git", "archive", base, *members], cwd=REPOSITORY, capture_output=True, check=True).stdout
     tarfile.open(fileobj=io.BytesIO(archive)).extractall(directory, filter="data")
