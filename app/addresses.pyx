@@ -156,7 +156,9 @@ cdef int _split_side(dict entry, set found, str side, str ip_key, str port_key) 
             del entry[ip_key]
     else:
         entry[ip_key] = ip
-        found.add(ip)
+        # A valid IPv4 address is canonical as written; IPv6 is canonicalised from the cache that
+        # validating it just filled.
+        found.add(_canonical(ip) if ":" in ip else ip)
     if port == _NO_PORT:
         if port_key in entry:
             del entry[port_key]
@@ -167,7 +169,8 @@ cdef int _split_side(dict entry, set found, str side, str ip_key, str port_key) 
 
 def split_traffic(dict event, tuple keys):
     """Set `srcIp`/`srcPort`/`dstIp`/`dstPort` of every entry of the traffic arrays `keys` of a
-    validated network `event`; return the distinct IPs found, as written.
+    validated network `event`; return the distinct IPs found, canonical and without zones (the
+    split fields keep them as written).
 
     The derived fields are authoritative: a value the sender put there is overwritten, or removed
     when nothing valid can be derived. Validation guarantees a traffic array is a list or null, an

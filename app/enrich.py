@@ -96,13 +96,7 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
     actor_ids: set[str] = set()
     event = row.get("event")
     if isinstance(event, dict):
-        # A valid IPv4 address is already canonical (no leading zeros, no zone): only IPv6 needs
-        # canonicalising, once per distinct address.
-        for ip in split_traffic(event, TRAFFIC_KEYS):
-            if ":" not in ip:
-                ips.add(ip)
-            elif (canonical := canonical_ip(ip)) is not None:
-                ips.add(canonical)
+        ips = split_traffic(event, TRAFFIC_KEYS)
         _add_node(event.get("srcNode"), ips, emails)
         destinations = event.get("dstNodes")
         if isinstance(destinations, list):
