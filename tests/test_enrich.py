@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import random
 from datetime import UTC, datetime, timedelta, timezone
-from hashlib import blake2b
+from hashlib import sha256
 
 import orjson
 import pytest
@@ -169,7 +169,7 @@ def test_sender_provided_indicator_fields_are_replaced_or_removed() -> None:
 
 def test_p_row_id_hashes_the_validated_record_before_enrichment() -> None:
     validated = validate(streamed_network(), "network")
-    expected = blake2b(orjson.dumps(validated, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+    expected = sha256(orjson.dumps(validated, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
     row = enrich(validated, "network", source_id="s", source_label="l", parse_time=PARSE_TIME)
     assert row["p_row_id"] == expected
     assert len(expected) == 32
