@@ -303,5 +303,5 @@ def raw_answer(server: Server, data: bytes, *, timeout: float = 15) -> RawAnswer
     return answers[0]
 
 
-PARSER_400 = b"Invalid HTTP request received."
-"""uvicorn's answer when httptools cannot parse the request: text/plain, then the connection is closed."""
+PARSER_400 = b'{"text":"Bad Request","code":6}'
+"""The answer when httptools cannot parse the request (app/protocol.py), then the connection is closed."""

@@ -7,14 +7,14 @@ The answers, where the issue leaves them open:
 - a wrong method: 405 JSON with `Allow` (HEAD included: probes use GET); an unknown path, a trailing
   slash included: 404 JSON, counted under route "unmatched" whatever the path.
 - bytes that are not HTTP/1.1 (a URL over 64 KiB, conflicting or malformed lengths, control bytes,
-  an HTTP/2 preface, TLS on the plain port): httptools refuses them and uvicorn answers 400 with its
-  own text/plain body and closes the connection; the application never runs, nothing is stored.
+  an HTTP/2 preface, TLS on the plain port): httptools refuses them, app/protocol.py answers 400 in
+  the receiver's JSON shape, logs and counts it, and closes the connection; the application never
+  runs, nothing is stored. After a complete request in the same packet, that request is answered
+  first.
 - a declared body over max_body_bytes: 413 before a byte of it is read.
 
 Headers used to have no size cap (httptools read a 16 MiB header whole); app/protocol.py answers 431
-past max_header_bytes. Still a finding, kept as a strict xfail that flips to a failure the day it is
-fixed (then drop the mark): a complete request followed by garbage in the same packet is answered
-only with the parser's 400, although the request was processed and stored.
+past max_header_bytes.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from tests.e2e.hostile import (
     request_bytes,
     send_raw,
     start_server,
-    wait_for_requests,
 )
 
 MAX_BODY = MiB
@@ -111,33 +110,30 @@ def test_pipelined_requests_are_each_answered_in_order(receiver: Server):
     assert_serving(receiver)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: uvicorn answers the parser's 400 for the garbage at once and closes the connection, "
-    "before the complete request ahead of it is answered, although that request is processed and stored",
-)
-def test_a_complete_request_followed_by_garbage_gets_its_own_answer_first(receiver: Server):
-    data = send_raw(
-        receiver, request_bytes("POST", NETWORK_URL, headers=AUTH, body=NETWORK, close=False) + b"JUNK\r\n\r\n"
-    )
-
-    assert [answer.status for answer in parse_answers(data)] == [200, 400]
-
-
-def test_a_complete_request_followed_by_garbage_is_stored_once_or_not_at_all(receiver: Server):
-    """Whatever the client was told (see the xfail above), nothing is half-stored or invented."""
+def test_a_complete_request_followed_by_garbage_is_answered_and_stored_once_then_refused(receiver: Server):
+    """uvicorn alone answered the garbage's 400 first and closed, although the request ahead was stored."""
     before = Ledger.of(receiver)
-    finished = receiver.metric("tailscribe_requests_total", route=NETWORK_URL)
+    refused = receiver.metric("tailscribe_rejected_requests_total", reason="malformed_http")
+    logged = refusal_lines(receiver, "malformed_http")
 
     data = send_raw(
         receiver, request_bytes("POST", NETWORK_URL, headers=AUTH, body=NETWORK, close=False) + b"JUNK\r\n\r\n"
     )
-    wait_for_requests(receiver, finished + 1)
 
-    assert parse_answers(data)[-1].body == PARSER_400
+    answers = parse_answers(data)
+    assert [answer.status for answer in answers] == [200, 400]
+    assert answers[0].json()["accepted"] == 1
+    assert answers[1].body == PARSER_400 and answers[1].headers["connection"] == "close"
     stored = before.since(receiver)
-    assert stored.accepted in (0, 1) and stored.quarantined == 0 and stored.bodies == []
+    assert (stored.accepted, stored.quarantined, stored.bodies) == (1, 0, [])
+    assert receiver.metric("tailscribe_rejected_requests_total", reason="malformed_http") == refused + 1
+    assert refusal_lines(receiver, "malformed_http") == logged + 1
     assert_serving(receiver)
+
+
+def refusal_lines(server: Server, reason: str) -> int:
+    """Log lines of refusals made by the protocol, which the application's access log never sees."""
+    return sum("request refused" in line and reason in line for line in server.logs().splitlines())
 
 
 @pytest.mark.parametrize(
@@ -235,14 +231,17 @@ NOT_HTTP: list[tuple[str, bytes]] = [
 
 
 @pytest.mark.parametrize("request_", [pytest.param(case[1], id=case[0]) for case in NOT_HTTP])
-def test_bytes_that_are_not_http_get_the_parsers_400_and_nothing_is_stored(receiver: Server, request_: bytes):
+def test_bytes_that_are_not_http_get_a_counted_json_400_and_nothing_is_stored(receiver: Server, request_: bytes):
     before = Ledger.of(receiver)
+    refused = receiver.metric("tailscribe_rejected_requests_total", reason="malformed_http")
 
     with Memory(receiver).watch() as memory:
         answer = raw_answer(receiver, request_)
 
     assert answer.status == 400
     assert answer.body == PARSER_400 and answer.headers["connection"] == "close"
+    assert answer.headers["content-type"] == "application/json"
+    assert receiver.metric("tailscribe_rejected_requests_total", reason="malformed_http") == refused + 1
     assert before.since(receiver).nothing
     assert memory.growth <= MEMORY_MARGIN, str(memory)
     assert_serving(receiver)
@@ -259,12 +258,14 @@ OVER_LONG_HEADS: list[tuple[str, bytes]] = [
 def test_a_request_line_over_max_header_bytes_gets_431_and_nothing_is_stored(receiver: Server, request_: bytes):
     """The request line counts toward max_header_bytes (64 KiB): 431 in the receiver's JSON shape."""
     before = Ledger.of(receiver)
+    refused = receiver.metric("tailscribe_rejected_requests_total", reason="headers_too_large")
 
     with Memory(receiver).watch() as memory:
         answer = raw_answer(receiver, request_)
 
     assert answer.status == 431 and answer.headers["connection"] == "close"
     assert answer.body == b'{"text":"Request Header Fields Too Large","code":6}'
+    assert receiver.metric("tailscribe_rejected_requests_total", reason="headers_too_large") == refused + 1
     assert before.since(receiver).nothing
     assert memory.growth <= MEMORY_MARGIN, str(memory)
     assert_serving(receiver)
