@@ -30,6 +30,12 @@ from pydantic_settings import (
 from app.types import LOG_TYPES, LogType
 
 MiB = 1024 * 1024
+DEFAULT_MAX_RECORD_BYTES = 4 * MiB
+"""Tailscale's client caps a flow record at 256 KiB (about twice that once enriched), and an audit
+record's `old`/`new` can hold whole policy files: 4 MiB leaves room for both. Past it a record is
+not Tailscale's, and a row no sink can take would stop that sink (rows are retried, never skipped):
+NATS's default `max_payload` is 1 MiB and Panther's HTTP source takes 1 MB a request, so sites
+forwarding there set 1,000,000."""
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "human"]
@@ -120,6 +126,12 @@ class Settings(BaseSettings):
         128 * MiB, gt=0, description="Largest body after decompression, in bytes (413 above)."
     )
     max_records: int = Field(100_000, gt=0, description="Most records in one request (413 above).")
+    max_record_bytes: int = Field(
+        DEFAULT_MAX_RECORD_BYTES,
+        gt=0,
+        description="Largest stored row (one record after enrichment), in bytes; a larger record is quarantined, "
+        "so no sink is handed a row it cannot take (1000000 for NATS's default max_payload or Panther's HTTP source).",
+    )
     max_depth: int = Field(
         64,
         gt=1,

@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 
 import orjson
 
-from app.enrich import enrich, format_timestamp
+from app.enrich import RECEIVER_FIELDS, enrich, format_timestamp
 from app.errors import DecodeError, FramingError, NestingTooDeep
 from app.ingest.body import decode_body
 from app.ingest.framing import iter_records
 from app.observability import RECORDS, STORAGE_WRITE, VALIDATION_ERRORS
 from app.schemas import RecordInvalid, classify, validate, wrap_bare
-from app.settings import Settings
+from app.settings import DEFAULT_MAX_RECORD_BYTES, Settings
 from app.storage import Batch, RejectedBody, Storage
 from app.types import LOG_TYPES, PANTHER_LOG_TYPES, LogType, Row
 
@@ -64,7 +64,7 @@ def prepare_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
     try:
         decoded = decode_body(raw, ctx.content_encoding, limit=settings.max_decompressed_bytes)
         records = iter_records(decoded, max_records=settings.max_records, max_depth=settings.max_depth)
-        return build_batch(records, ctx, parse_time)
+        return build_batch(records, ctx, parse_time, max_record_bytes=settings.max_record_bytes)
     except QUARANTINABLE_BODY_ERRORS as exc:
         storage.store_rejected_body(
             RejectedBody(
@@ -90,8 +90,17 @@ def store_batch(batch: Batch, storage: Storage) -> None:
     count_outcomes(batch)  # only now: rows of a request refused with 503 were never accepted
 
 
-def build_batch(records: Iterable[object], ctx: RequestContext, parse_time: datetime) -> Batch:
-    """Validate and enrich each record into its stored line; those that fail become quarantine rows."""
+def build_batch(
+    records: Iterable[object],
+    ctx: RequestContext,
+    parse_time: datetime,
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Batch:
+    """Validate and enrich each record into its stored line; those that fail become quarantine rows.
+
+    A row longer than `max_record_bytes` is quarantined too: no sink would be sure to take it.
+    """
     batch = Batch()
     for record in records:
         log_type = ctx.log_type
@@ -112,9 +121,20 @@ def build_batch(records: Iterable[object], ctx: RequestContext, parse_time: date
             batch.quarantined.append(quarantine_row(record, log_type, exc.errors, ctx, parse_time))
             continue
         enrich(row, log_type, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time)
-        batch.ndjson += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        if len(line) > max_record_bytes:
+            batch.quarantined.append(_too_large(row, log_type, len(line), max_record_bytes, ctx, parse_time))
+            continue
+        batch.ndjson += line
         batch.counts[log_type] += 1
     return batch
+
+
+def _too_large(row: Row, log_type: LogType, size: int, limit: int, ctx: RequestContext, parse_time: datetime) -> Row:
+    """The quarantine row of a record whose stored row is over `limit`; the record without its `p_*` fields."""
+    message = f"the stored row would be {size} bytes, over max_record_bytes ({limit})"
+    record = {key: value for key, value in row.items() if key not in RECEIVER_FIELDS}
+    return quarantine_row(record, log_type, [{"loc": "", "msg": message, "type": "record_too_large"}], ctx, parse_time)
 
 
 def quarantine_row(

@@ -41,6 +41,14 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def uncapped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A receiver whose max_record_bytes lets a record of tens of MB through."""
+    server = start_server(tmp_path_factory.mktemp("uncapped"), "--max-record-bytes", str(1 << 30))
+    yield server
+    server.stop()
+
+
 def post_records(server: Server, path: str, records: list[Any]) -> tuple[dict[str, Any], Any]:
     """POST records concatenated; return the answer's JSON and what the request stored.
 
@@ -332,9 +340,11 @@ def test_hostile_src_values_are_accepted_with_only_valid_parts_derived(
     ],
 )
 def test_a_giant_traffic_array_is_accepted_whole_within_bounded_memory(
-    receiver: Server, entries: list[Any], label: int
+    uncapped: Server, entries: list[Any], label: int
 ):
-    """No per-array limit: max_body_bytes and max_decompressed_bytes bound it. Every entry is split."""
+    """No per-array limit: max_body_bytes, max_decompressed_bytes and max_record_bytes bound it (the last
+    raised here). Every entry is split."""
+    receiver = uncapped
     node = f"giant-{label}"
     record = {"time": 1780500776, "event": {"nodeId": node, "virtualTraffic": entries}}
     body = orjson.dumps(record)
@@ -351,5 +361,30 @@ def test_a_giant_traffic_array_is_accepted_whole_within_bounded_memory(
     if entries[0] is not None:
         assert archived[-1]["srcIp"] == "100.64.134.159" and archived[-1]["srcPort"] == 99_999 % 65536
     print(f"memory giant array {len(body)} bytes: {memory}")
+    assert memory.growth <= JSON_AMPLIFICATION * len(body) + MEMORY_MARGIN, str(memory)
+    assert_serving(receiver)
+
+
+def test_a_record_over_max_record_bytes_is_quarantined_with_its_size_within_bounded_memory(receiver: Server):
+    """The default cap, 4 MiB of stored row: a record of 100,000 flows is not one Tailscale sends
+    (its client caps one at 256 KiB), and a row that large could stop a sink that cannot take it."""
+    node = "over-the-cap"
+    entries = [{"proto": 6, "src": f"100.64.{i // 256 % 256}.{i % 256}:{i % 65536}"} for i in range(100_000)]
+    body = orjson.dumps({"time": 1780500776, "event": {"nodeId": node, "virtualTraffic": entries}})
+    before = Ledger.of(receiver)
+
+    with Memory(receiver).watch() as memory:
+        answer = post(receiver, NETWORK_URL, body + orjson.dumps(envelope(network_event("under-the-cap"))))
+
+    assert answer.json() == {"text": "Success", "code": 0, "accepted": 1, "quarantined": 1}
+    stored = before.since(receiver)
+    assert (stored.accepted, stored.quarantined, stored.bodies) == (1, 1, [])
+    [row] = [row for row in receiver.quarantine_rows() if node in orjson.dumps(row["record"]).decode()[:200]]
+    [error] = row["errors"]  # type: ignore[misc]
+    assert error["type"] == "record_too_large" and "over max_record_bytes (4194304)" in error["msg"]
+    assert len(row["record"]["event"]["virtualTraffic"]) == 100_000  # type: ignore[index]
+    assert "p_row_id" not in row["record"]  # type: ignore[operator]
+    nodes = [row["event"].get("nodeId", "") for row in receiver.archive_rows()]  # type: ignore[attr-defined]
+    assert [node for node in nodes if node.endswith("-the-cap")] == ["under-the-cap"]
     assert memory.growth <= JSON_AMPLIFICATION * len(body) + MEMORY_MARGIN, str(memory)
     assert_serving(receiver)
