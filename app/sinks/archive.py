@@ -124,7 +124,7 @@ class ArchiveSink:
         return path.stat().st_size if path.exists() else 0
 
     def _encode(self, lines: list[bytes]) -> bytes:
-        data = b"".join(line + b"\n" for line in lines)
+        data = b"\n".join([*lines, b""])  # newline-terminated, each line copied once
         if self.config.compression == "gzip":
             return gzip.compress(data, compresslevel=6)
         if self.config.compression == "zstd":

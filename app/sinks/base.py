@@ -15,6 +15,7 @@ that needs it (fsspec's registry shape).
 from __future__ import annotations
 
 import importlib
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
@@ -127,6 +128,12 @@ class SinkBatch:
         return len(self._lines if self._lines is not None else self.rows)
 
 
+@cache
+def _marker(key: str) -> bytes:
+    """`"key":"` as bytes, built once per key: `line_field` runs for every row a sink handles."""
+    return f'"{key}":"'.encode()
+
+
 def line_field(line: bytes, key: str) -> str | None:
     """A top-level `p_*` string field of a row as the receiver serialized it, without parsing the row.
 
@@ -134,7 +141,7 @@ def line_field(line: bytes, key: str) -> str | None:
     the last `"key":"` in the line is the top-level one even if a sender hid the same key deeper in
     the record. The values read this way (log type, event time, row id) never hold a quote.
     """
-    marker = f'"{key}":"'.encode()
+    marker = _marker(key)
     start = line.rfind(marker)
     if start < 0:
         return None

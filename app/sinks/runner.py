@@ -33,6 +33,7 @@ RETRY_MAX: Final = 30.0
 FATAL_RETRY_MAX: Final = 300.0
 """Non-retryable ones (bad credentials, refused payloads) are still retried, up to every 5 minutes."""
 IDLE_WAIT: Final = 1.0
+ALL_LOG_TYPES: Final = frozenset(PANTHER_LOG_TYPES.values())
 
 
 class SinkRunner:
@@ -108,7 +109,9 @@ class SinkRunner:
         return self._stopping or (not more and self.config.batch_max_age == 0)
 
     async def _deliver(self, entries: list[Entry]) -> None:
-        lines = [line for entry in entries for line in entry.lines if line_field(line, "p_log_type") in self._wanted]
+        lines = [line for entry in entries for line in entry.lines]
+        if self._wanted != ALL_LOG_TYPES:  # most sinks take every row: no need to look into each
+            lines = [line for line in lines if line_field(line, "p_log_type") in self._wanted]
         if lines:
             batch = SinkBatch(lines=lines, first_seq=entries[0].first_seq, stream=self.journal.directory.name)
             await self._retry("write", lambda: self.sink.write(batch))
