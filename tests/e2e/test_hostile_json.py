@@ -255,11 +255,12 @@ def test_a_50_mb_string_streamed_chunked_is_413_once_the_cap_is_passed(receiver:
 
 
 def test_a_50_mb_string_inside_a_record_is_accepted_when_the_caps_allow_it(tmp_path: Path):
-    """The caps are the only size policy: there is no per-record limit, so a valid record holding a
-    50 MB string is accepted whole when it fits max_body_bytes and max_decompressed_bytes. Memory: the
-    string exists about eight times at the peak (raw body, the text json's scanner walks, the parsed
-    value, the journal line, and the archive sink's read, parse and write); ten are allowed."""
-    server = start_server(tmp_path, "--max-body-bytes", str(64 * MiB), "--max-decompressed-bytes", str(64 * MiB))
+    """The caps are the only size policy, so a valid record holding a 50 MB string is accepted whole
+    when it fits max_body_bytes, max_decompressed_bytes and max_record_bytes. Memory: the string exists
+    about eight times at the peak (raw body, the text json's scanner walks, the parsed value, the
+    journal line, and the archive sink's read, parse and write); ten are allowed."""
+    caps = ["--max-body-bytes", str(64 * MiB), "--max-decompressed-bytes", str(64 * MiB)]
+    server = start_server(tmp_path, *caps, "--max-record-bytes", str(64 * MiB))
     try:
         body = fifty_megabyte_string_record() + record("after-huge")  # two records: framing's slow path
         before = Ledger.of(server)
