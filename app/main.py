@@ -28,6 +28,7 @@ from app.protocol import GuardedHttpToolsProtocol
 from app.routes import add_ingest_routes, router
 from app.settings import Settings
 from app.sinks import build_sinks
+from app.sinks.adoption import SlotAdopter
 from app.sinks.runner import SinkGroup, SinkRunner
 from app.status import StatusBoard, record_outcome
 from app.status import router as status_router
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        slot = Slot(settings.data_dir / "journal")
+        slot = Slot.first_free(settings.data_dir / "journal")
         journal = Journal(
             slot.directory,
             segment_bytes=settings.journal_segment_bytes,
@@ -55,10 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         checkpoints = CheckpointStore(slot.directory / "checkpoints")
         group = SinkGroup([SinkRunner(config, sink, journal, checkpoints) for config, sink in sinks], journal)
+        # Drains slots left behind by a run with more workers.
+        adopter = SlotAdopter(settings, slot, [config.name for config, _ in sinks])
         app.state.storage = LocalStorage(settings.data_dir, journal)
         app.state.spool_dir = settings.data_dir / "spool"  # large bodies wait here (app.ingest.body)
         ensure_dir(app.state.spool_dir)
         group.start()
+        adopter.start()
         log_event(
             logging.INFO,
             "started",
@@ -71,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             # Acknowledged rows are already in the journal; this only lets sinks deliver what they hold.
-            await group.stop(timeout=settings.shutdown_timeout)
+            await asyncio.gather(group.stop(timeout=settings.shutdown_timeout), adopter.stop())
             journal.close()
             slot.release()
             log_event(logging.INFO, "stopped")

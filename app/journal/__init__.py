@@ -57,6 +57,7 @@ class Journal:
         self._written = 0  # tickets: one per appended entry
         self._synced = 0
         self._failed: tuple[int, int] = (0, 0)  # tickets (after, upto] whose fsync failed
+        self._reported = (0, 0)  # bytes and segments this journal has added to the process's gauges
         ensure_dir(directory)
         segments = list_segments(directory) or [0]
         self._sizes = {first: segment_path(directory, first).stat().st_size for first in segments[:-1]}
@@ -230,12 +231,21 @@ class Journal:
             fsync_dir(self.directory)
 
     def _report(self) -> None:
-        """Update the journal gauges; called with the lock held."""
-        JOURNAL_BYTES.set(sum(self._sizes.values()))
-        JOURNAL_SEGMENTS.set(len(self._sizes))
+        """Update this journal's share of the journal gauges; called with the lock held.
+
+        A share, not the value: while a process drains a slot it adopted (`app.sinks.adoption`), it
+        holds two journals, and the gauges count both.
+        """
+        size, segments = sum(self._sizes.values()), len(self._sizes)
+        JOURNAL_BYTES.inc(size - self._reported[0])
+        JOURNAL_SEGMENTS.inc(segments - self._reported[1])
+        self._reported = (size, segments)
 
     def close(self) -> None:
         with self._cond:
             while self._syncing:
                 self._cond.wait()
             os.close(self._fd)
+            JOURNAL_BYTES.dec(self._reported[0])
+            JOURNAL_SEGMENTS.dec(self._reported[1])
+            self._reported = (0, 0)

@@ -6,19 +6,22 @@ delivers that batch again (at-least-once; sinks that can dedupe do).
 
 Several worker processes each need a journal of their own. Each claims a numbered slot directory
 with an exclusive `flock`, which the kernel releases when the process dies, so a restarted worker
-takes over a slot, recovers its tail and drains what its predecessor acknowledged.
+takes over a slot, recovers its tail and drains what its predecessor acknowledged. A slot no worker
+takes again (the receiver restarted with fewer workers) is adopted and drained by a running one
+(`app.sinks.adoption`).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
 import orjson
 
-from app.journal.format import Position
+from app.journal.format import Position, list_segments, segment_path
 from app.storage.files import durable_write, ensure_dir
 
 MAX_SLOTS: Final = 256
@@ -42,24 +45,66 @@ class CheckpointStore:
         durable_write(self.directory / f"{name}.json", orjson.dumps(position._asdict()))
 
 
-class Slot:
-    """An exclusively held journal directory (`<root>/slot-<n>`); the lock lives as long as the object."""
+def undelivered_bytes(directory: Path, checkpoints: CheckpointStore, names: Iterable[str]) -> int:
+    """Journal bytes in `directory` past the checkpoint of the sink in `names` furthest behind; 0 when none is.
 
-    def __init__(self, root: Path) -> None:
+    Only sizes and checkpoints are read, no entry, so this is cheap enough to ask of every idle slot on
+    a timer. A sink without a checkpoint starts at the oldest segment, as its runner would. Bytes past
+    the last whole entry (a torn tail) count too: opening the journal cuts them off, and then nothing
+    is behind.
+    """
+    sizes = {first: segment_path(directory, first).stat().st_size for first in list_segments(directory)}
+    if not sizes:
+        return 0
+    start = Position(min(sizes), 0, min(sizes))
+    behind = 0
+    for name in names:
+        position = checkpoints.load(name) or start
+        remaining = sum(
+            size - position.offset if first == position.segment else size
+            for first, size in sizes.items()
+            if first >= position.segment
+        )
+        behind = max(behind, remaining)
+    return behind
+
+
+class Slot:
+    """An exclusively held journal directory (`<root>/slot-<n>`); the lock lives as long as the object.
+
+    A process claims its own slot with `first_free`, and adopts an orphaned one with `try_claim`.
+    """
+
+    def __init__(self, directory: Path, fd: int) -> None:
+        """Use `first_free` or `try_claim`: `fd` is the descriptor holding the lock this object stands for."""
+        self.number = int(directory.name.removeprefix("slot-"))
+        self.directory = directory
+        self._fd = fd
+
+    @classmethod
+    def try_claim(cls, directory: Path) -> Slot | None:
+        """The slot at `directory`, or None at once if a live process holds it.
+
+        Never waits (`LOCK_NB`): a starting worker must not block on a sibling. A second claim of a
+        slot this process already holds fails too, since flock locks belong to the open file.
+        """
+        ensure_dir(directory)
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(directory, fd)
+
+    @classmethod
+    def first_free(cls, root: Path) -> Slot:
+        """The lowest-numbered slot under `root` no live process holds, created if need be."""
         ensure_dir(root)
         for number in range(MAX_SLOTS):
-            directory = root / f"slot-{number}"
-            ensure_dir(directory)
-            fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o640)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            self.number = number
-            self.directory = directory
-            self._fd = fd
-            return
+            slot = cls.try_claim(root / f"slot-{number}")
+            if slot is not None:
+                return slot
         raise RuntimeError(f"all {MAX_SLOTS} journal slots under {root} are held by running processes")
 
     def release(self) -> None:

@@ -202,6 +202,14 @@ class SinkGroup:
     def positions(self) -> list[Position]:
         return [runner.position for runner in self.runners]
 
+    def caught_up(self) -> bool:
+        """Whether every runner has delivered all the journal holds now (reads the journal: call off the loop).
+
+        Asked of what is left to read, not of positions: a position is where a runner resumes, and
+        after an empty segment it can stand before the journal's end with nothing left to deliver.
+        """
+        return not any(self.journal.read(position, max_records=1, max_bytes=1) for position in self.positions())
+
     async def stop(self, timeout: float) -> None:
         """Let each runner flush what it holds within `timeout`, then close every sink."""
         for runner in self.runners:

@@ -8,7 +8,7 @@ import pytest
 
 from app.errors import StorageUnavailable
 from app.journal import Journal, JournalFull, Position
-from app.journal.checkpoints import CheckpointStore, Slot
+from app.journal.checkpoints import CheckpointStore, Slot, undelivered_bytes
 from app.journal.format import HEADER, list_segments, segment_path
 from tests.journal import append_lines
 
@@ -162,9 +162,28 @@ def test_checkpoints_round_trip(tmp_path: Path):
 
 
 def test_each_slot_is_held_by_one_owner_at_a_time(tmp_path: Path):
-    first = Slot(tmp_path)
-    second = Slot(tmp_path)
+    first = Slot.first_free(tmp_path)
+    second = Slot.first_free(tmp_path)
 
     assert (first.number, second.number) == (0, 1)
+    assert Slot.try_claim(tmp_path / "slot-1") is None  # held, even by this very process
     first.release()
-    assert Slot(tmp_path).number == 0
+    assert Slot.first_free(tmp_path).number == 0
+
+
+def test_undelivered_bytes_are_counted_from_the_sink_furthest_behind(tmp_path: Path):
+    j = journal(tmp_path, segment_bytes=64)
+    store = CheckpointStore(tmp_path / "checkpoints")
+    append_lines(j, [b'{"a":1}'])
+    middle = j.durable_end
+    append_lines(j, [b'{"a":2}'])
+    append_lines(j, [b'{"a":3}'])  # in a second segment
+    total = j.total_bytes
+
+    assert len(list_segments(tmp_path)) == 2
+    assert undelivered_bytes(tmp_path, store, ["archive", "nats"]) == total  # no checkpoints: everything
+    store.save("archive", j.durable_end)
+    store.save("nats", middle)
+    assert undelivered_bytes(tmp_path, store, ["archive"]) == 0
+    assert undelivered_bytes(tmp_path, store, ["archive", "nats"]) == total - middle.offset
+    assert undelivered_bytes(tmp_path / "empty", store, ["archive"]) == 0
