@@ -6,7 +6,7 @@ fuzz/corpus/decoders/ carry those two bytes in front of real gzip, zstd and defl
 (fuzz/make_corpus.py writes them).
 
 A crash is any of:
-- an exception that is not an `IngestError` escaping `make_decoder`, `decode` or `flush`;
+- an exception that is not an `IngestError` escaping `decode_body` (its decoders' `decode` and `flush`);
 - decoding in one piece and in chunks disagreeing (output, or which error);
 - output over the decoded-size limit.
 
@@ -19,7 +19,7 @@ from _harness import instrumented, main
 
 with instrumented():
     from app.errors import IngestError
-    from app.ingest.decoders import make_decoder
+    from app.ingest.body import decode_body
 
 LIMIT = 1 << 20
 HEADERS: tuple[str | None, ...] = (
@@ -39,9 +39,7 @@ HEADERS: tuple[str | None, ...] = (
 
 def decoded(header: str | None, body: bytes, step: int) -> bytes | type[IngestError]:
     try:
-        decoder = make_decoder(header, limit=LIMIT)
-        out = b"".join(decoder.decode(body[start : start + step]) for start in range(0, len(body), step))
-        out += decoder.flush()
+        out = decode_body(body, header, limit=LIMIT, step=step)
     except IngestError as exc:
         return type(exc)
     if len(out) > LIMIT:

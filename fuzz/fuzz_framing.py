@@ -22,7 +22,7 @@ from _harness import instrumented, main
 
 with instrumented():
     from app.errors import FramingError, IngestError
-    from app.ingest.decoders import make_decoder
+    from app.ingest.body import decode_body
     from app.ingest.framing import frame
 
 LIMIT = 1 << 20
@@ -33,10 +33,8 @@ MAX_DEPTH = 64
 
 def sniffed(body: bytes, step: int) -> bytes | type[IngestError]:
     """The decoded body, fed `step` bytes at a time, or the class of the error it raised."""
-    decoder = make_decoder(None, limit=LIMIT)
     try:
-        out = b"".join(decoder.decode(body[start : start + step]) for start in range(0, len(body), step))
-        out += decoder.flush()
+        out = decode_body(body, None, limit=LIMIT, step=step)
     except IngestError as exc:
         return type(exc)
     if len(out) > LIMIT:
