@@ -35,6 +35,7 @@ import os
 import re
 import zlib
 from datetime import UTC, datetime
+from unittest import mock
 
 import orjson
 import pytest
@@ -52,6 +53,7 @@ from app.errors import (
     TooManyRecords,
     UnsupportedEncoding,
 )
+from app.ingest import framing
 from app.ingest.body import decode_body
 from app.ingest.decoders import GZIP_MAGIC, ZSTD_MAGIC, make_decoder
 from app.ingest.framing import frame
@@ -389,11 +391,20 @@ def flatten(value: object) -> list[object]:
     return [value]
 
 
+ARRAYS = pytest.mark.parametrize("whole_array_bytes", [framing.WHOLE_ARRAY_BYTES, 0], ids=["arrays-whole", "items"])
+"""Each framing property twice: top-level arrays parsed whole (small ones, as usual), and item by item
+(as arrays over `WHOLE_ARRAY_BYTES` are), by setting that threshold to 0."""
+
+
+@ARRAYS
 @FUZZ
 @given(hostile_json_bytes, st.sampled_from([1, 3, 100_000]), st.sampled_from([2, 3, 64]))
-def test_frame_of_any_bytes_raises_only_its_documented_errors(body: bytes, max_records: int, max_depth: int) -> None:
+def test_frame_of_any_bytes_raises_only_its_documented_errors(
+    whole_array_bytes: int, body: bytes, max_records: int, max_depth: int
+) -> None:
     try:
-        records = frame(body, max_records=max_records, max_depth=max_depth)
+        with mock.patch.object(framing, "WHOLE_ARRAY_BYTES", whole_array_bytes):
+            records = frame(body, max_records=max_records, max_depth=max_depth)
     except FramingError as error:
         assert 0 <= error.offset <= len(body)
         assert error.body()["offset"] == error.offset
@@ -404,13 +415,15 @@ def test_frame_of_any_bytes_raises_only_its_documented_errors(body: bytes, max_r
         assert len(records) <= max_records
 
 
+@ARRAYS
 @FUZZ
 @given(hostile_json_bytes)
-def test_frame_accepts_exactly_what_a_value_by_value_reference_accepts(body: bytes) -> None:
+def test_frame_accepts_exactly_what_a_value_by_value_reference_accepts(whole_array_bytes: int, body: bytes) -> None:
     # Limits far above anything generated: the fast path (whole body, then cuts at "}{") must agree
     # with walking value by value, both on whether the body is valid and on its records.
     try:
-        records: list[object] | None = frame(body, max_records=1_000_000, max_depth=500)
+        with mock.patch.object(framing, "WHOLE_ARRAY_BYTES", whole_array_bytes):
+            records: list[object] | None = frame(body, max_records=1_000_000, max_depth=500)
     except FramingError:
         records = None
     assert records == reference_frame(body)
@@ -436,13 +449,15 @@ def concatenations(draw: st.DrawFn) -> tuple[bytes, list[object]]:
     return body, [record for value in values for record in flatten(value)]
 
 
+@ARRAYS
 @FUZZ
 @given(concatenations())
 def test_random_concatenations_of_objects_arrays_and_wrappers_frame_back_exactly(
-    case: tuple[bytes, list[object]],
+    whole_array_bytes: int, case: tuple[bytes, list[object]]
 ) -> None:
     body, records = case
-    assert frame(body, max_records=1_000_000, max_depth=64) == records
+    with mock.patch.object(framing, "WHOLE_ARRAY_BYTES", whole_array_bytes):
+        assert frame(body, max_records=1_000_000, max_depth=64) == records
 
 
 # Decompression

@@ -7,6 +7,7 @@ separators, any truncation point, and nesting measured against a recursive refer
 from __future__ import annotations
 
 import sys
+import tracemalloc
 
 import orjson
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.errors import FramingError, NestingTooDeep, TooManyRecords
-from app.ingest.framing import frame
+from app.ingest.framing import WHOLE_ARRAY_BYTES, frame, iter_records
 
 A = {"time": 1780500776.773, "event": {"action": "CREATE", "origin": "ADMIN_CONSOLE"}}
 B = {"time": 1780500777.1, "event": {"virtualTraffic": [{"proto": 6, "txBytes": 12}]}, "fields": {"recorded": "x"}}
@@ -379,3 +380,74 @@ def test_nesting_limit_matches_the_true_depth_of_any_record(record: dict[str, ob
     if depth > 2:
         with pytest.raises(NestingTooDeep):
             framed(dumps(A, record), max_depth=depth - 1)
+
+
+# Arrays over WHOLE_ARRAY_BYTES are framed item by item.
+
+PADDED = {"time": 1780500776.773, "event": {"nodeId": "n1", "note": "x" * 2000}}
+
+
+def large_array(count: int, *extra: object) -> bytes:
+    """An array of `count` 2 KB records (then `extra`), well over WHOLE_ARRAY_BYTES."""
+    body = orjson.dumps([*({**PADDED, "i": i} for i in range(count)), *extra], option=orjson.OPT_INDENT_2)
+    assert len(body) > WHOLE_ARRAY_BYTES
+    return body
+
+
+def test_a_large_array_is_framed_item_by_item_in_memory_bounded_by_its_items() -> None:
+    """Parsed whole, a 24 MB array of records took about twelve times its bytes; item by item, the
+    body's text (for json's scanner) and one item at a time."""
+    body = large_array(12_000)
+    tracemalloc.start()
+    try:
+        count = sum(1 for record in iter_records(body, max_records=100_000, max_depth=64) if record)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert count == 12_000
+    assert peak < 2 * len(body), f"peak {peak / 1e6:.0f} MB for a {len(body) / 1e6:.0f} MB array"
+
+
+def test_a_large_array_frames_to_the_same_records_as_parsed_whole() -> None:
+    body = large_array(600, 5, "x}{", [A], {"c": [1, {"d": "]}"}]}, None)
+
+    assert framed(body) == orjson.loads(body)
+    assert framed(body + b"\n" + dumps(A, B)) == [*orjson.loads(body), A, B]
+
+
+def test_a_large_array_is_held_to_max_records_per_item() -> None:
+    body = large_array(600)
+
+    assert len(framed(body, max_records=600)) == 600
+    with pytest.raises(TooManyRecords):
+        framed(body, max_records=599)
+
+
+def test_a_large_array_item_is_held_to_max_depth_where_it_starts() -> None:
+    deep = orjson.dumps(nested(65))
+    body = large_array(600, nested(64))
+    assert framed(body)[-1] == nested(64)
+
+    body = large_array(600)[:-1] + b"," + deep + b"]"
+    with pytest.raises(NestingTooDeep) as info:
+        framed(body)
+    assert info.value.extra["offset"] == body.rindex(deep)
+
+
+@pytest.mark.parametrize(
+    ("tail", "detail"),
+    [
+        (b',{"b":', "truncated JSON array"),
+        (b",", "truncated JSON array"),
+        (b"", "truncated JSON array"),
+        (b",]", "invalid JSON: Expecting value"),
+        (b' {"b":1}]', "invalid JSON: expected ',' or ']' after an array item"),
+    ],
+)
+def test_a_large_array_cut_short_or_malformed_is_reported_precisely(tail: bytes, detail: str) -> None:
+    body = large_array(600)[:-1].rstrip() + tail  # the closing bracket dropped
+    error = framing_error(body)
+
+    assert detail in error.detail
+    assert error.offset == (0 if "truncated" in detail else len(large_array(600)[:-1].rstrip()) + 1)
