@@ -99,6 +99,11 @@ class Journal:
     def is_full(self) -> bool:
         return self.total_bytes >= self.max_bytes
 
+    def check_room(self) -> None:
+        """Raise `JournalFull` when an append would be refused for the byte cap."""
+        if sum(self._sizes.values()) >= self.max_bytes:
+            raise JournalFull("the journal is full: sinks are behind; retry later", retry_after=30)
+
     def add_listener(self, callback: Callable[[], None]) -> None:
         """`callback` runs (in the appending thread) after each durable append."""
         self._listeners.append(callback)
@@ -112,8 +117,7 @@ class Journal:
         Raises `JournalFull` over the byte cap and `StorageUnavailable` when the disk fails.
         """
         with self._cond:
-            if sum(self._sizes.values()) >= self.max_bytes:
-                raise JournalFull("the journal is full: sinks are behind; retry later", retry_after=30)
+            self.check_room()
             while self._end.offset >= self.segment_bytes:
                 self._roll()
             header = encode_header(ndjson, count, self._end.seq, time.time())

@@ -46,8 +46,12 @@ class LocalStorage:
         ensure_dir(self.quarantine_dir)
 
     def store(self, batch: Batch) -> None:
+        """Quarantine first, then the journal: a failure between the two makes the sender retry the
+        request, and the rows written before it are written again. Duplicated quarantine rows stay on
+        this disk; duplicated journal rows would reach every sink. A full journal, the usual refusal
+        (sinks behind), is checked before anything is written."""
         if batch.accepted:
-            self.journal.append(batch.ndjson, batch.accepted)
+            self.journal.check_room()
         files: defaultdict[Path, list[Row]] = defaultdict(list)
         for row in batch.quarantined:
             files[self.quarantine_dir / "records" / partition_path(row["p_parse_time"]) / self.part_name].append(row)
@@ -56,6 +60,8 @@ class LocalStorage:
                 durable_append(path, ndjson(rows))
         except OSError as exc:
             raise StorageUnavailable(f"could not write to the data directory: {exc.strerror}") from exc
+        if batch.accepted:
+            self.journal.append(batch.ndjson, batch.accepted)
 
     def store_rejected_body(self, rejected: RejectedBody) -> None:
         directory = self.quarantine_dir / "bodies" / partition_path(rejected.received_at, hours=False)

@@ -108,3 +108,31 @@ def test_a_full_journal_makes_storage_unready(tmp_path: Path):
 
     with pytest.raises(JournalFull):
         local.check_writable()
+
+
+def test_a_failed_quarantine_write_leaves_nothing_in_the_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The sender retries a 503: rows journaled before the failure would then reach the sinks twice."""
+    local = storage(tmp_path)
+    batch = batch_of(row("2026-06-03T15:00:00Z", n=1))
+    batch.quarantined.append({"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 1})
+
+    def no_space(fd: int, data: memoryview) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage_files.os, "write", no_space)
+    with pytest.raises(StorageUnavailable, match="No space left"):
+        local.store(batch)
+
+    assert local.journal.read(local.journal.first_position, max_records=100, max_bytes=1 << 20) == []
+
+
+def test_a_full_journal_refuses_before_anything_is_quarantined(tmp_path: Path):
+    local = storage(tmp_path, max_bytes=1)
+    local.store(batch_of(row("2026-06-03T15:00:00Z", n=1)))  # the journal is now over its cap
+    batch = batch_of(row("2026-06-03T15:00:00Z", n=2))
+    batch.quarantined.append({"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 2})
+
+    with pytest.raises(JournalFull):
+        local.store(batch)
+
+    assert not list((tmp_path / "quarantine").glob("**/*.ndjson"))
