@@ -58,7 +58,12 @@ class SlotAdopter:
     async def _look_periodically(self) -> None:
         while not self._stopping.is_set():
             busy = frozenset({self.own.directory, *self._drains})
-            for slot, behind in await run_in_threadpool(self.claim_orphans, busy):
+            try:
+                claimed = await run_in_threadpool(self.claim_orphans, busy)
+            except OSError as exc:  # the journal root itself cannot be listed: look again later
+                log_event(logging.WARNING, "could not look for orphaned journal slots", error=str(exc))
+                claimed = []
+            for slot, behind in claimed:
                 log_event(logging.INFO, "journal slot adopted", journal_slot=slot.number, undelivered_bytes=behind)
                 self._drains[slot.directory] = asyncio.create_task(self._drain(slot), name=f"adopted:{slot.number}")
             with suppress(TimeoutError):
@@ -138,4 +143,4 @@ class SlotAdopter:
         self._stopping.set()
         if self._watch is not None:
             await self._watch
-        await asyncio.gather(*self._drains.values())
+        await asyncio.gather(*self._drains.values(), return_exceptions=True)
