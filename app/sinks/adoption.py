@@ -104,7 +104,8 @@ class SlotAdopter:
     async def _drain(self, slot: Slot) -> None:
         """Deliver everything in `slot`'s journal, then close it and release the slot.
 
-        A failure (the disk) also releases it: the rows stay, and the next look adopts it again.
+        A failure (the disk, or a bug) is logged and also releases it: the rows stay, and the next look
+        adopts it again.
         """
         settings = self.settings
         drained = False
@@ -131,8 +132,9 @@ class SlotAdopter:
                         break
                     with suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=IDLE_WAIT)
-        except OSError as exc:
-            log_event(logging.WARNING, "adopted journal slot not drained", journal_slot=slot.number, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the rows stay and the next look retries
+            level = logging.WARNING if isinstance(exc, OSError) else logging.ERROR
+            log_event(level, "adopted journal slot not drained", journal_slot=slot.number, error=repr(exc))
         finally:
             del self._drains[slot.directory]
         if drained:
@@ -143,4 +145,4 @@ class SlotAdopter:
         self._stopping.set()
         if self._watch is not None:
             await self._watch
-        await asyncio.gather(*self._drains.values(), return_exceptions=True)
+        await asyncio.gather(*self._drains.values())  # each drain logs its own failure
