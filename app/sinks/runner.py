@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
@@ -34,6 +36,36 @@ FATAL_RETRY_MAX: Final = 300.0
 """Non-retryable ones (bad credentials, refused payloads) are still retried, up to every 5 minutes."""
 IDLE_WAIT: Final = 1.0
 ALL_LOG_TYPES: Final = frozenset(PANTHER_LOG_TYPES.values())
+
+
+class _LagBoard:
+    """Each running runner's lag, so a sink's gauges sum (rows) and take the worst (age) over every
+    journal the process drains: its own slot's and, for a while, an adopted one's (`app.sinks.adoption`).
+    Runners report from the event loop and from appending threads, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lags: dict[str, dict[int, tuple[int, float]]] = defaultdict(dict)  # sink → runner → lag
+
+    def report(self, sink: str, runner: int, records: int, seconds: float) -> None:
+        with self._lock:
+            lags = self._lags[sink]
+            lags[runner] = (records, seconds)
+            self._publish(sink, lags)
+
+    def forget(self, sink: str, runner: int) -> None:
+        with self._lock:
+            lags = self._lags[sink]
+            lags.pop(runner, None)
+            self._publish(sink, lags)
+
+    @staticmethod
+    def _publish(sink: str, lags: dict[int, tuple[int, float]]) -> None:
+        SINK_LAG_RECORDS.labels(sink).set(sum(records for records, _ in lags.values()))
+        SINK_LAG_SECONDS.labels(sink).set(max((seconds for _, seconds in lags.values()), default=0.0))
+
+
+LAGS: Final = _LagBoard()
 
 
 class SinkRunner:
@@ -68,6 +100,7 @@ class SinkRunner:
             await self._drain()
         finally:
             self.journal.remove_listener(self.wake)
+            LAGS.forget(self.config.name, id(self))  # a finished drain of an adopted slot leaves no lag behind
 
     async def _drain(self) -> None:
         await self._retry("start", self.sink.start)
@@ -168,8 +201,8 @@ class SinkRunner:
                 await asyncio.sleep(delay)
 
     def _report_lag(self) -> None:
-        SINK_LAG_RECORDS.labels(self.config.name).set(self.journal.durable_end.seq - self.position.seq)
-        SINK_LAG_SECONDS.labels(self.config.name).set(time.time() - self._oldest if self._oldest else 0.0)
+        records = self.journal.durable_end.seq - self.position.seq
+        LAGS.report(self.config.name, id(self), records, time.time() - self._oldest if self._oldest else 0.0)
 
     def stop(self) -> None:
         self._stopping = True

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from app.journal import Journal
 from app.journal.checkpoints import CheckpointStore
@@ -184,3 +185,36 @@ def test_third_party_sinks_load_from_the_entry_point_group(tmp_path: Path, monke
 
     assert type(sink).__name__ == "AcmeSink" and sys.modules["acme_sink"]
     assert config.name == "acme" and sink.config.endpoint == "https://siem.example"  # type: ignore[attr-defined]
+
+
+def test_a_sinks_lag_gauges_cover_every_journal_the_process_drains(tmp_path: Path):
+    """Two runners of one sink (the process's own slot, and an adopted one): rows sum, age is the worst;
+    a runner that ends takes its share with it."""
+
+    def lag() -> tuple[float | None, float | None]:
+        labels = {"sink": "lagged"}
+        return (
+            REGISTRY.get_sample_value("tailscribe_sink_lag_records", labels),
+            REGISTRY.get_sample_value("tailscribe_sink_lag_seconds", labels),
+        )
+
+    config = SinkConfig(type="recording", name="lagged")
+    own = Journal(tmp_path / "own", segment_bytes=1 << 20, max_bytes=1 << 30)
+    adopted = Journal(tmp_path / "adopted", segment_bytes=1 << 20, max_bytes=1 << 30)
+    append_lines(own, rows("a", "b"))
+    append_lines(adopted, rows("c", "d", "e"))
+    main = SinkRunner(config, RecordingSink(), own, CheckpointStore(tmp_path / "own-checkpoints"))
+    assert lag() == (2, 0.0)
+    drain_runner = SinkRunner(config, RecordingSink(), adopted, CheckpointStore(tmp_path / "adopted-checkpoints"))
+    assert lag() == (5, 0.0)
+
+    async def run_until_caught_up(runner: SinkRunner) -> None:
+        task = asyncio.create_task(runner.run())
+        while runner.position != runner.journal.durable_end:
+            await asyncio.sleep(0.01)
+        runner.stop()
+        await task
+
+    asyncio.run(run_until_caught_up(drain_runner))
+    assert lag() == (2, 0.0)
+    main.stop()
