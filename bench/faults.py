@@ -10,8 +10,9 @@ stored, once at most; a refused one never.
     .venv/bin/python -m bench.faults kill9 --rounds 20 --round-seconds 120
     .venv/bin/python -m bench.faults soak --seconds 600 --flap-seconds 30
 
-`kill9`: each round runs the load for `--round-seconds`, SIGKILLs the receiver at a random moment
-and restarts it at once on the same port and data directory while the clients keep posting; after
+`kill9`: each round runs the load for `--round-seconds`, SIGKILLs the receiver (every process of it,
+with `--workers`) at a random moment and restarts it at once on the same port and data directory,
+with `--restart-workers` processes, while the clients keep posting; after
 the round it waits until both sinks have drained, stops the receiver and verifies that round's ids.
 The data directory and the NATS server are reused across rounds (`--fresh` for a new one each round).
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -103,10 +105,26 @@ def app_fingerprint() -> str:
     return digest.hexdigest()[:10]
 
 
-def make_server(data_dir: Path, log_path: Path, config: Path) -> Server:
+def make_server(data_dir: Path, log_path: Path, config: Path, *, workers: int = 1, port: int | None = None) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAILSCRIBE_")}
     env["TAILSCRIBE_LOG_LEVEL"] = "warning"  # one line per request would dominate the disk and the CPU
-    return Server(data_dir, log_path, env, ["--token", TOKEN, "--config", str(config)])
+    args = ["--token", TOKEN, "--config", str(config), "--workers", str(workers)]
+    return Server(data_dir, log_path, env, args, port=port)
+
+
+def server_pids(server: Server) -> set[int]:
+    """The receiver's processes: the parent and, with several workers, each worker."""
+    assert server.process is not None
+    return {server.process.pid, *(server.worker_pids() if server.workers > 1 else [])}
+
+
+def kill_all(server: Server) -> None:
+    """SIGKILL every process of the receiver at once, as a crash of its machine or container would."""
+    for pid in server_pids(server):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert server.process is not None
+    server.process.wait(timeout=15)
 
 
 def archived(data_dir: Path, pids: set[int] | None = None) -> Counter[str]:
@@ -378,7 +396,8 @@ def kill9(args: argparse.Namespace, work: Path) -> bool:
     nats_server.start()
     config = config_file(work / "tailscribe.toml", nats_server.url)
     results: list[dict[str, Any]] = []
-    say(f"## kill9: {args.rounds} rounds of {args.round_seconds:g} s, {args.clients} clients, seed {args.seed}\n")
+    shape = f"{args.clients} clients, {args.workers} → {args.restart_workers or args.workers} workers"
+    say(f"## kill9: {args.rounds} rounds of {args.round_seconds:g} s, {shape}, seed {args.seed}\n")
     try:
         for number in range(1, args.rounds + 1):
             data_dir = work / (f"data-{number:02d}" if args.fresh else "data")
@@ -451,10 +470,11 @@ def kill9_round(
 ) -> dict[str, Any]:
     prefix = f"k{number:02d}"
     start_seq = stream_last_seq(nats_server.url) + 1
-    server = make_server(data_dir, work / f"server-{number:02d}.log", config)
+    log_path = work / f"server-{number:02d}.log"
+    server = make_server(data_dir, log_path, config, workers=args.workers)
     code = [app_fingerprint()]
     server.start()
-    pids = {server.process.pid} if server.process else set()
+    pids = server_pids(server)
 
     def make(client_rng: random.Random, client: int, sequence: int) -> Request:
         ids = [f"{prefix}-c{client}-{sequence}-{n}" for n in range(args.records_per_request)]
@@ -465,12 +485,14 @@ def kill9_round(
     kill_at = rng.uniform(0.05, 0.95) * args.round_seconds
     load.start()
     time.sleep(kill_at)
-    server.stop(signal.SIGKILL)
+    kill_all(server)
     killed = time.monotonic()
     code.append(app_fingerprint())
+    # The same port and data directory; with fewer workers, the journal slots of the others are adopted.
+    server = make_server(data_dir, log_path, config, workers=args.restart_workers or args.workers, port=server.port)
     server.start()
     restart_seconds = time.monotonic() - killed
-    pids |= {server.process.pid} if server.process else set()
+    pids |= server_pids(server)
     time.sleep(max(0.0, args.round_seconds - (time.monotonic() - started)))
     outcomes = load.stop()
     drain_seconds = wait_drained(server, ["archive", "nats"], DRAIN_TIMEOUT)
@@ -739,6 +761,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     k9.add_argument("--records-per-request", type=int, default=25)
     k9.add_argument("--seed", type=int, default=1)
     k9.add_argument("--fresh", action="store_true", help="a new data directory for each round")
+    k9.add_argument("--workers", type=int, default=1, help="worker processes of the receiver each round starts")
+    k9.add_argument("--restart-workers", type=int, help="worker processes after the kill (default: --workers)")
     sk = commands.add_parser("soak", help="mixed load for a long time while the NATS sink flaps")
     sk.add_argument("--seconds", type=float, default=600.0)
     sk.add_argument("--flap-seconds", type=float, default=30.0)

@@ -47,11 +47,17 @@ class Server:
     """One receiver process: its URL, data directory and captured log output."""
 
     def __init__(
-        self, data_dir: Path, log_path: Path, env: dict[str, str], args: list[str], https_ca: str | None = None
+        self,
+        data_dir: Path,
+        log_path: Path,
+        env: dict[str, str],
+        args: list[str],
+        https_ca: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"{'https' if https_ca else 'http'}://127.0.0.1:{self.port}"
         self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=https_ca) if https_ca else True
         self._env = env
