@@ -21,8 +21,10 @@ would take about twelve times its bytes (1.5 GB for an array of 128 MiB, within 
 Its items are walked one by one with json's scanner and each parsed by orjson, so a large array costs
 memory by its largest item, like concatenated records (a 25 MB array: peak 1.0 times its bytes, where
 parsing it whole peaked at 13.2), and framing it costs 1.6 times the CPU of parsing it whole (44 against
-27 µs a network record). Tailscale never sends arrays; the `{"logs": [...]}` wrapper of the poll API is
-still parsed whole.
+27 µs a network record). A large `{"logs": [...]}` wrapper (the poll API's shape) is walked twice: once
+to its end, to learn that nothing follows the array, then item by item. An object with keys after
+`logs` is parsed whole, since one of them may be `event`, which makes it a record. Tailscale itself
+sends neither shape.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _SCANNER: Final = json.JSONDecoder(parse_int=str, parse_float=str, parse_constan
 
 _SCALAR_NAMES: Final[dict[type, str]] = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 _OPEN_ARRAY: Final = ord("[")
+_WRAPPER_START: Final = re.compile(rb'\{[ \t\r\n]*"logs"[ \t\r\n]*:[ \t\r\n]*\[')
 WHOLE_ARRAY_BYTES: Final = 1024 * 1024
 """Top-level arrays up to this size are parsed whole (fast); larger ones item by item (bounded memory)."""
 
@@ -109,8 +112,10 @@ class _Framer:
             if pos >= slow_until:
                 boundary = _BOUNDARY.search(self._body, pos)
                 stop = boundary.start() + 1 if boundary else end
-                if self._body[pos] == _OPEN_ARRAY and stop - pos > WHOLE_ARRAY_BYTES:
-                    slow_until = stop  # a large array: item by item, below
+                if stop - pos > WHOLE_ARRAY_BYTES and (
+                    self._body[pos] == _OPEN_ARRAY or _WRAPPER_START.match(self._body, pos)
+                ):
+                    slow_until = stop  # a large array or wrapper: item by item, below
                 else:
                     try:
                         value = orjson.loads(self._view[pos:stop])
@@ -123,48 +128,83 @@ class _Framer:
                         continue
             if self._body[pos] == _OPEN_ARRAY:
                 stop = yield from self._array_items(pos)
+            elif (wrapper := self._wrapper(pos)) is not None:
+                array, stop = wrapper
+                yield from self._array_items(array)
             else:
                 stop = self._value_end(pos)
                 yield from self._add(self._parse(pos, stop), pos, stop)
             following = _VALUE_START.search(self._body, stop)
             pos = following.start() if following else end
 
-    def _array_items(self, start: int) -> Generator[object, None, int]:
-        """The items of the array at byte `start`, each found by json's scanner and parsed alone.
+    def _wrapper(self, start: int) -> tuple[int, int] | None:
+        """For a value at byte `start` that is exactly `{"logs": [...]}`: where its array starts and
+        where the wrapper ends. None for any other value, including an object with keys after `logs`."""
+        match = _WRAPPER_START.match(self._body, start)
+        if match is None:
+            return None
+        array = match.end() - 1
+        spans = self._item_spans(array, truncated=("object", start))
+        while True:  # to the array's end, without parsing its items
+            try:
+                next(spans)
+            except StopIteration as done:
+                close = _VALUE_START.search(self._body, done.value)
+                break
+        if close is None or self._body[close.start()] != ord("}"):
+            return None
+        return array, close.start() + 1
 
-        Returns the offset just past the array. Items are records: each takes a slot and is held to
-        `max_depth` (an empty array takes one slot, as when parsed whole). The body ending anywhere
-        inside is reported as the array's truncation, where the array starts.
+    def _array_items(self, start: int) -> Generator[object, None, int]:
+        """The items of the array at byte `start`, each parsed alone; returns the offset just past it.
+
+        Items are records: each takes a slot and is held to `max_depth`; an empty array takes one
+        slot, as when parsed whole.
         """
-        pos = self._skip_whitespace(start + 1, truncated=start)
-        if self._body[pos] == ord("]"):
-            self._admit(1, start, pos + 1, self._max_depth + 1)
-            return pos + 1
+        spans = self._item_spans(start, truncated=("array", start))
+        empty = True
         while True:
-            stop = self._value_end(pos, truncated=start)
+            try:
+                pos, stop = next(spans)
+            except StopIteration as done:
+                if empty:
+                    self._admit(1, start, done.value, self._max_depth + 1)
+                return int(done.value)
+            empty = False
             item = self._parse(pos, stop)
             self._admit(1, pos, stop, self._max_depth)
             yield item
-            pos = self._skip_whitespace(stop, truncated=start)
+
+    def _item_spans(self, start: int, *, truncated: tuple[str, int]) -> Generator[tuple[int, int], None, int]:
+        """Where each item of the array at byte `start` begins and ends, found by json's scanner;
+        returns the offset just past the array. The body ending anywhere inside is reported as the
+        truncation of the top-level value `truncated` names (its kind and where it starts)."""
+        pos = self._skip_whitespace(start + 1, truncated=truncated)
+        if self._body[pos] == ord("]"):
+            return pos + 1
+        while True:
+            stop = self._value_end(pos, truncated=truncated)
+            yield pos, stop
+            pos = self._skip_whitespace(stop, truncated=truncated)
             if self._body[pos] == ord("]"):
                 return pos + 1
             if self._body[pos] != ord(","):
                 raise FramingError("invalid JSON: expected ',' or ']' after an array item", offset=pos)
-            pos = self._skip_whitespace(pos + 1, truncated=start)
+            pos = self._skip_whitespace(pos + 1, truncated=truncated)
 
-    def _skip_whitespace(self, pos: int, *, truncated: int) -> int:
+    def _skip_whitespace(self, pos: int, *, truncated: tuple[str, int]) -> int:
         """The offset of the first non-whitespace byte from `pos`; the body ending first truncates the
-        array at `truncated`."""
+        top-level value `truncated` names."""
         following = _VALUE_START.search(self._body, pos)
         if following is None:
-            raise _truncated("array", truncated)
+            raise _truncated(*truncated)
         return following.start()
 
-    def _value_end(self, pos: int, *, truncated: int | None = None) -> int:
+    def _value_end(self, pos: int, *, truncated: tuple[str, int] | None = None) -> int:
         """The byte offset just past the JSON value starting at byte `pos`, whatever its strings hold.
 
         A value cut short by the end of the body is reported where it starts, or, for an array's item,
-        where the array starting at `truncated` does.
+        as the truncation of the top-level value `truncated` names (its kind and where it starts).
         """
         if self._text is None:
             self._text = _Text(self._body)
@@ -179,7 +219,7 @@ class _Framer:
                 raise FramingError("expected a JSON object or array", offset=pos) from exc
             if exc.pos >= len(text.text) or exc.msg.startswith("Unterminated string"):
                 if truncated is not None:
-                    raise _truncated("array", truncated) from exc
+                    raise _truncated(*truncated) from exc
                 raise _truncated({ord("{"): "object", ord("["): "array"}.get(self._body[pos], "value"), pos) from exc
             raise FramingError(f"invalid JSON: {exc.msg}", offset=text.byte_of(exc.pos)) from exc
         return text.byte_of(end)
@@ -262,8 +302,9 @@ class _Text:
     """The body as str for json's scanner, with a cursor converting between char and byte offsets.
 
     Decoding with surrogateescape maps every byte sequence to text, keeping each invalid byte one
-    character (orjson then refuses it with an exact offset). Framing only moves forward, so the cursor
-    only moves forward, and all conversions together cost one pass over the body.
+    character (orjson then refuses it with an exact offset). Framing moves forward, so the cursor does,
+    and all conversions together cost one pass over the body; the second walk over a large wrapper's
+    items starts it again from the beginning, once.
     """
 
     def __init__(self, body: bytes) -> None:
@@ -277,6 +318,8 @@ class _Text:
     def char_of(self, byte: int) -> int:
         if self._same:
             return byte
+        if byte < self._byte:
+            self._char = self._byte = 0
         self._char += len(self._body[self._byte : byte].decode("utf-8", "surrogateescape"))
         self._byte = byte
         return self._char
@@ -284,6 +327,8 @@ class _Text:
     def byte_of(self, char: int) -> int:
         if self._same:
             return char
+        if char < self._char:
+            self._char = self._byte = 0
         self._byte += len(self.text[self._char : char].encode("utf-8", "surrogateescape"))
         self._char = char
         return self._byte

@@ -451,3 +451,50 @@ def test_a_large_array_cut_short_or_malformed_is_reported_precisely(tail: bytes,
 
     assert detail in error.detail
     assert error.offset == (0 if "truncated" in detail else len(large_array(600)[:-1].rstrip()) + 1)
+
+
+def large_wrapper(count: int, **after: object) -> bytes:
+    """`{"logs": [...]}` of `count` 2 KB records (then the keys `after`), well over WHOLE_ARRAY_BYTES."""
+    body = orjson.dumps({"logs": [{**PADDED, "i": i} for i in range(count)], **after})
+    assert len(body) > WHOLE_ARRAY_BYTES
+    return body
+
+
+def test_a_large_logs_wrapper_is_framed_item_by_item_in_memory_bounded_by_its_items() -> None:
+    body = large_wrapper(12_000)
+    tracemalloc.start()
+    try:
+        count = sum(1 for record in iter_records(body, max_records=100_000, max_depth=64) if record)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert count == 12_000
+    assert peak < 2 * len(body), f"peak {peak / 1e6:.0f} MB for a {len(body) / 1e6:.0f} MB wrapper"
+
+
+def test_a_large_logs_wrapper_frames_to_its_records_and_one_with_an_event_is_a_record() -> None:
+    wrapper = large_wrapper(600)
+    assert framed(dumps(A) + wrapper + dumps(B)) == [A, *orjson.loads(wrapper)["logs"], B]
+
+    record = large_wrapper(600, event={"nodeId": "n1"})  # "event" after "logs": a record, not a wrapper
+    assert framed(record) == [orjson.loads(record)]
+    other = large_wrapper(600, more=1)  # another key, parsed whole: still a wrapper, as `frame` documents
+    assert framed(other) == orjson.loads(other)["logs"]
+
+
+def test_a_large_logs_wrapper_is_held_to_max_records_per_item() -> None:
+    body = large_wrapper(600)
+
+    assert len(framed(body, max_records=600)) == 600
+    with pytest.raises(TooManyRecords):
+        framed(body, max_records=599)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 500_000])
+def test_a_large_logs_wrapper_cut_short_is_truncated_where_it_starts(cut: int) -> None:
+    body = dumps(A) + b"\n" + large_wrapper(600)[:-cut]
+    error = framing_error(body)
+
+    assert error.offset == len(dumps(A)) + 1
+    assert "truncated JSON object" in error.detail
