@@ -96,14 +96,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # again with the next request's first byte (on_message_begin).
         self._in_head, self._head_bytes, self._tail = True, 0, b""
         if self._refuse_after_response and self.cycle.response_complete:  # no pipelined request left
-            self._refuse(400, b"Bad Request", MALFORMED)
+            self._answer(400, b"Bad Request")  # counted and logged when the bytes came
 
     def send_400_response(self, msg: str) -> None:
         """Called by uvicorn when httptools cannot parse what the client sent (`msg` is uvicorn's text)."""
         cycle = self.cycle
         if cycle is not None and not cycle.more_body and not cycle.response_complete:
             # The bad bytes came after a complete request that is still being processed: answer it first.
+            # (If that answer closes the connection, the 400 is never sent; the refusal still counts.)
             self._refuse_after_response = True
+            _count_refusal(400, MALFORMED)
             return
         if cycle is not None and not cycle.response_complete:
             # The request itself is broken mid-body: the application sees a disconnect, as when uvicorn closes.
@@ -126,16 +128,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, b"Request Timeout", "header_timeout")
 
     def _refuse(self, status: int, phrase: bytes, reason: str) -> None:
+        """Count and log the refusal, then answer it."""
+        if self.transport.is_closing() or self._refused:
+            self._disarm()
+            return
+        _count_refusal(status, reason)
+        self._answer(status, phrase)
+
+    def _answer(self, status: int, phrase: bytes) -> None:
         """Answer in the receiver's JSON shape and close: the parser's state cannot be trusted any more."""
         self._disarm()
         if self.transport.is_closing() or self._refused:
             return
         self._refused = True
-        REJECTIONS.labels(reason).inc()
-        log_event(logging.WARNING, "request refused", status=status, reason=reason)
         body = b'{"text":"%s","code":6}' % phrase
         head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
         self.transport.write(head % (status, phrase, len(body)) + body)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER, self.transport.close)
+
+
+def _count_refusal(status: int, reason: str) -> None:
+    """The metric and log line of a refusal the application never sees (so its access log cannot)."""
+    REJECTIONS.labels(reason).inc()
+    log_event(logging.WARNING, "request refused", status=status, reason=reason)

@@ -131,6 +131,22 @@ def test_a_complete_request_followed_by_garbage_is_answered_and_stored_once_then
     assert_serving(receiver)
 
 
+def test_bytes_after_a_request_that_asked_to_close_are_not_read(receiver: Server):
+    """`Connection: close` ends the conversation (RFC 9112 §9.6): the 200 is the only answer, and what
+    follows is neither parsed nor counted as a refusal."""
+    before = Ledger.of(receiver)
+    refused = receiver.metric("tailscribe_rejected_requests_total", reason="malformed_http")
+
+    data = send_raw(
+        receiver, request_bytes("POST", NETWORK_URL, headers=AUTH, body=NETWORK, close=True) + b"JUNK\r\n\r\n"
+    )
+
+    assert [answer.status for answer in parse_answers(data)] == [200]
+    assert before.since(receiver).accepted == 1
+    assert receiver.metric("tailscribe_rejected_requests_total", reason="malformed_http") == refused
+    assert_serving(receiver)
+
+
 def refusal_lines(server: Server, reason: str) -> int:
     """Log lines of refusals made by the protocol, which the application's access log never sees."""
     return sum("request refused" in line and reason in line for line in server.logs().splitlines())
