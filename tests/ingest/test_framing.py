@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import tracemalloc
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -394,34 +395,11 @@ def large_array(count: int, *extra: object) -> bytes:
     return body
 
 
-def test_a_large_array_is_framed_item_by_item_in_memory_bounded_by_its_items() -> None:
-    """Parsed whole, a 24 MB array of records took about twelve times its bytes; item by item, the
-    body's text (for json's scanner) and one item at a time."""
-    body = large_array(12_000)
-    tracemalloc.start()
-    try:
-        count = sum(1 for record in iter_records(body, max_records=100_000, max_depth=64) if record)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-
-    assert count == 12_000
-    assert peak < 2 * len(body), f"peak {peak / 1e6:.0f} MB for a {len(body) / 1e6:.0f} MB array"
-
-
 def test_a_large_array_frames_to_the_same_records_as_parsed_whole() -> None:
     body = large_array(600, 5, "x}{", [A], {"c": [1, {"d": "]}"}]}, None)
 
     assert framed(body) == orjson.loads(body)
     assert framed(body + b"\n" + dumps(A, B)) == [*orjson.loads(body), A, B]
-
-
-def test_a_large_array_is_held_to_max_records_per_item() -> None:
-    body = large_array(600)
-
-    assert len(framed(body, max_records=600)) == 600
-    with pytest.raises(TooManyRecords):
-        framed(body, max_records=599)
 
 
 def test_a_large_array_item_is_held_to_max_depth_where_it_starts() -> None:
@@ -460,19 +438,6 @@ def large_wrapper(count: int, **after: object) -> bytes:
     return body
 
 
-def test_a_large_logs_wrapper_is_framed_item_by_item_in_memory_bounded_by_its_items() -> None:
-    body = large_wrapper(12_000)
-    tracemalloc.start()
-    try:
-        count = sum(1 for record in iter_records(body, max_records=100_000, max_depth=64) if record)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-
-    assert count == 12_000
-    assert peak < 2 * len(body), f"peak {peak / 1e6:.0f} MB for a {len(body) / 1e6:.0f} MB wrapper"
-
-
 def test_a_large_logs_wrapper_frames_to_its_records_and_one_with_an_event_is_a_record() -> None:
     wrapper = large_wrapper(600)
     assert framed(dumps(A) + wrapper + dumps(B)) == [A, *orjson.loads(wrapper)["logs"], B]
@@ -483,14 +448,6 @@ def test_a_large_logs_wrapper_frames_to_its_records_and_one_with_an_event_is_a_r
     assert framed(other) == orjson.loads(other)["logs"]
 
 
-def test_a_large_logs_wrapper_is_held_to_max_records_per_item() -> None:
-    body = large_wrapper(600)
-
-    assert len(framed(body, max_records=600)) == 600
-    with pytest.raises(TooManyRecords):
-        framed(body, max_records=599)
-
-
 @pytest.mark.parametrize("cut", [1, 2, 3, 500_000])
 def test_a_large_logs_wrapper_cut_short_is_truncated_where_it_starts(cut: int) -> None:
     body = dumps(A) + b"\n" + large_wrapper(600)[:-cut]
@@ -498,3 +455,33 @@ def test_a_large_logs_wrapper_cut_short_is_truncated_where_it_starts(cut: int) -
 
     assert error.offset == len(dumps(A)) + 1
     assert "truncated JSON object" in error.detail
+
+
+LARGE_SHAPES = pytest.mark.parametrize("make", [large_array, large_wrapper], ids=["array", "logs-wrapper"])
+
+
+@LARGE_SHAPES
+def test_a_large_array_or_wrapper_is_framed_item_by_item_in_memory_bounded_by_its_items(
+    make: Callable[[int], bytes],
+) -> None:
+    """Parsed whole, a 24 MB array of records took about thirteen times its bytes; item by item, the
+    body's text (for json's scanner) and one item at a time."""
+    body = make(12_000)
+    tracemalloc.start()
+    try:
+        count = sum(1 for record in iter_records(body, max_records=100_000, max_depth=64) if record)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert count == 12_000
+    assert peak < 2 * len(body), f"peak {peak / 1e6:.0f} MB for a {len(body) / 1e6:.0f} MB body"
+
+
+@LARGE_SHAPES
+def test_a_large_array_or_wrapper_is_held_to_max_records_per_item(make: Callable[[int], bytes]) -> None:
+    body = make(600)
+
+    assert len(framed(body, max_records=600)) == 600
+    with pytest.raises(TooManyRecords):
+        framed(body, max_records=599)
