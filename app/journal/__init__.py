@@ -101,7 +101,7 @@ class Journal:
 
     def check_room(self) -> None:
         """Raise `JournalFull` when an append would be refused for the byte cap."""
-        if sum(self._sizes.values()) >= self.max_bytes:
+        if self.is_full():  # the lock is reentrant: `append` calls this holding it
             raise JournalFull("the journal is full: sinks are behind; retry later", retry_after=30)
 
     def add_listener(self, callback: Callable[[], None]) -> None:
