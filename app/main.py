@@ -20,8 +20,7 @@ from starlette.exceptions import HTTPException
 from app import __version__
 from app.auth import Authenticator
 from app.errors import AuthError, IngestError, StorageUnavailable
-from app.journal import Journal
-from app.journal.checkpoints import CheckpointStore, Slot
+from app.journal.checkpoints import Slot
 from app.middleware import AccessLogMiddleware
 from app.observability import AUTH_FAILURES, REJECTIONS, STORAGE_ERRORS, configure_logging, log_event
 from app.protocol import GuardedHttpToolsProtocol
@@ -29,7 +28,7 @@ from app.routes import add_ingest_routes, router
 from app.settings import Settings
 from app.sinks import build_sinks
 from app.sinks.adoption import SlotAdopter
-from app.sinks.runner import SinkGroup, SinkRunner
+from app.sinks.runner import open_slot
 from app.status import StatusBoard, record_outcome
 from app.status import router as status_router
 from app.storage.files import ensure_dir
@@ -48,14 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slot = Slot.first_free(settings.data_dir / "journal")
-        journal = Journal(
-            slot.directory,
-            segment_bytes=settings.journal_segment_bytes,
-            max_bytes=settings.journal_max_bytes,
-            retention=settings.journal_retention,
-        )
-        checkpoints = CheckpointStore(slot.directory / "checkpoints")
-        group = SinkGroup([SinkRunner(config, sink, journal, checkpoints) for config, sink in sinks], journal)
+        group = open_slot(slot.directory, settings, sinks)
+        journal = group.journal
         # Drains slots left behind by a run with more workers.
         adopter = SlotAdopter(settings, slot, [config.name for config, _ in sinks])
         app.state.storage = LocalStorage(settings.data_dir, journal)

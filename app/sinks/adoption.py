@@ -28,12 +28,11 @@ from typing import Final
 
 from starlette.concurrency import run_in_threadpool
 
-from app.journal import Journal
 from app.journal.checkpoints import CheckpointStore, Slot, undelivered_bytes
 from app.observability import log_event
 from app.settings import Settings
 from app.sinks import build_sinks
-from app.sinks.runner import IDLE_WAIT, SinkGroup, SinkRunner
+from app.sinks.runner import IDLE_WAIT, open_slot
 
 ADOPTION_INTERVAL: Final = 30.0
 """Seconds between looks for orphaned slots. Not only at start-up: a sibling may let its slot go while
@@ -112,18 +111,8 @@ class SlotAdopter:
         try:
             async with AsyncExitStack() as stack:
                 stack.callback(slot.release)
-                # Opening recovers a torn tail, which is safe only because the slot's lock is held.
-                journal = await run_in_threadpool(
-                    Journal,
-                    slot.directory,
-                    segment_bytes=settings.journal_segment_bytes,
-                    max_bytes=settings.journal_max_bytes,
-                    retention=settings.journal_retention,
-                )
-                stack.callback(journal.close)
-                checkpoints = CheckpointStore(slot.directory / "checkpoints")
-                runners = [SinkRunner(config, sink, journal, checkpoints) for config, sink in build_sinks(settings)]
-                group = SinkGroup(runners, journal)
+                group = await run_in_threadpool(open_slot, slot.directory, settings, build_sinks(settings))
+                stack.callback(group.journal.close)
                 group.start()
                 stack.push_async_callback(group.stop, timeout=settings.shutdown_timeout)
                 while not self._stopping.is_set():

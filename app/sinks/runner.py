@@ -19,6 +19,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Final
 
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from app.journal import Entry, Journal, Position
 from app.journal.checkpoints import CheckpointStore
 from app.observability import SINK_ERRORS, SINK_LAG_RECORDS, SINK_LAG_SECONDS, SINK_ROWS, log_event
+from app.settings import Settings
 from app.sinks.base import RetryableSinkError, Sink, SinkBatch, SinkConfig, line_field
 from app.types import PANTHER_LOG_TYPES
 
@@ -207,6 +209,22 @@ class SinkRunner:
     def stop(self) -> None:
         self._stopping = True
         self._woken.set()
+
+
+def open_slot(directory: Path, settings: Settings, sinks: Sequence[tuple[SinkConfig, Sink]]) -> SinkGroup:
+    """A journal slot's journal and a runner of each sink over it, from the sink's checkpoint there.
+
+    The same for a process's own slot and for one it adopts (`app.sinks.adoption`). Opening the
+    journal recovers its torn tail, so the caller holds the slot's lock; it may read up to a segment.
+    """
+    journal = Journal(
+        directory,
+        segment_bytes=settings.journal_segment_bytes,
+        max_bytes=settings.journal_max_bytes,
+        retention=settings.journal_retention,
+    )
+    checkpoints = CheckpointStore(directory / "checkpoints")
+    return SinkGroup([SinkRunner(config, sink, journal, checkpoints) for config, sink in sinks], journal)
 
 
 class SinkGroup:
