@@ -25,12 +25,12 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# app/addresses.pyx is compiled at install (setup.py): editing it reinstalls, which rebuilds it.
-$(VENV)/.installed-run: pyproject.toml setup.py app/addresses.pyx | $(VENV)/bin/python
+# app/*.pyx are compiled at install (setup.py): editing one reinstalls, which rebuilds it.
+$(VENV)/.installed-run: pyproject.toml setup.py $(wildcard app/*.pyx) | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml setup.py app/addresses.pyx | $(VENV)/bin/python
+$(VENV)/.installed-test: pyproject.toml setup.py $(wildcard app/*.pyx) | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 

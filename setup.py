@@ -1,4 +1,4 @@
-"""The compiled part of tailscribe: `app.addresses`, Cython (its docstring says why).
+"""The compiled parts of tailscribe, in Cython: `app.addresses` and `app.jsonscan` (their docstrings say why).
 
 Everything else about the package is in pyproject.toml; setuptools reads both. Building needs a C
 compiler and the Python headers, which `make run`, `make test` and the Dockerfile's builder have.
@@ -9,7 +9,10 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("app.addresses", ["app/addresses.pyx"], extra_compile_args=["-O2"])],
+        [
+            Extension(f"app.{name}", [f"app/{name}.pyx"], extra_compile_args=["-O2"])
+            for name in ("addresses", "jsonscan")
+        ],
         compiler_directives={"language_level": "3"},
     )
 )

@@ -129,8 +129,9 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(
         DEFAULT_MAX_RECORD_BYTES,
         gt=0,
-        description="Largest stored row (one record after enrichment), in bytes; a larger record is quarantined, "
-        "so no sink is handed a row it cannot take (1000000 for NATS's default max_payload or Panther's HTTP source).",
+        description="Largest record, as received and as a stored row (after enrichment), in bytes; a larger record "
+        "is quarantined, so no sink is handed a row it cannot take and none is parsed into more than about thirty "
+        "times this in memory (1000000 for NATS's default max_payload or Panther's HTTP source).",
     )
     max_depth: int = Field(
         64,

@@ -27,7 +27,7 @@ import orjson
 from app.enrich import RECEIVER_FIELDS, enrich, format_timestamp
 from app.errors import DecodeError, FramingError, NestingTooDeep
 from app.ingest.body import decode_body
-from app.ingest.framing import iter_records
+from app.ingest.framing import Unparsed, iter_records
 from app.observability import RECORDS, STORAGE_WRITE, VALIDATION_ERRORS
 from app.schemas import RecordInvalid, classify, validate, wrap_bare
 from app.settings import DEFAULT_MAX_RECORD_BYTES, Settings
@@ -63,7 +63,12 @@ def prepare_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
     parse_time = datetime.now(UTC)
     try:
         decoded = decode_body(raw, ctx.content_encoding, limit=settings.max_decompressed_bytes)
-        records = iter_records(decoded, max_records=settings.max_records, max_depth=settings.max_depth)
+        records = iter_records(
+            decoded,
+            max_records=settings.max_records,
+            max_depth=settings.max_depth,
+            max_record_bytes=settings.max_record_bytes,
+        )
         return build_batch(records, ctx, parse_time, max_record_bytes=settings.max_record_bytes)
     except QUARANTINABLE_BODY_ERRORS as exc:
         storage.store_rejected_body(
@@ -99,11 +104,15 @@ def build_batch(
 ) -> Batch:
     """Validate and enrich each record into its stored line; those that fail become quarantine rows.
 
-    A row longer than `max_record_bytes` is quarantined too: no sink would be sure to take it.
+    A row longer than `max_record_bytes` is quarantined too: no sink would be sure to take it. So is
+    a record framing left `Unparsed` because it arrived longer than that.
     """
     batch = Batch()
     for record in records:
         log_type = ctx.log_type
+        if isinstance(record, Unparsed):
+            batch.quarantined.append(_unparsed(record, log_type, max_record_bytes, ctx, parse_time))
+            continue
         try:
             if not isinstance(record, dict):
                 raise RecordInvalid([{"loc": "", "msg": "a record must be a JSON object", "type": "not_an_object"}])
@@ -135,6 +144,16 @@ def _too_large(row: Row, log_type: LogType, size: int, limit: int, ctx: RequestC
     message = f"the stored row would be {size} bytes, over max_record_bytes ({limit})"
     record = {key: value for key, value in row.items() if key not in RECEIVER_FIELDS}
     return quarantine_row(record, log_type, [{"loc": "", "msg": message, "type": "record_too_large"}], ctx, parse_time)
+
+
+def _unparsed(record: Unparsed, log_type: LogType | None, limit: int, ctx: RequestContext, parse_time: datetime) -> Row:
+    """The quarantine row of a record too long to parse: `record` is null and `raw` holds its text
+    (an invalid UTF-8 byte as `\\xNN`), since it may not even be JSON."""
+    size = len(record.data)
+    message = f"the record is {size} bytes as received, over max_record_bytes ({limit}); kept unparsed in raw"
+    row = quarantine_row(None, log_type, [{"loc": "", "msg": message, "type": "record_too_large"}], ctx, parse_time)
+    row["raw"] = str(record.data, "utf-8", "backslashreplace")
+    return row
 
 
 def quarantine_row(

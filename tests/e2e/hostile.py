@@ -53,12 +53,13 @@ ZSTD_OVERSHOOT = 17 * MiB
 129 RLE blocks of 128 KiB per 512-byte input slice (app/ingest/decoders.py, `_ZSTD_SLICE`)."""
 
 JSON_AMPLIFICATION = 40
-"""Bytes of Python objects per byte of decoded JSON, at worst, for what is parsed at once: one record,
-or an array or `{"logs"}` wrapper up to 1 MiB (larger ones are framed item by item). A 3-byte `{},`
-becomes a 64-byte dict plus an 8-byte list slot: measured 27x for an array of empty objects, 25x for
-one record of 100,000 small traffic entries (enrichment adds four fields to each), 20x for an array
-of one-letter strings, 9x for realistic network records. This is a finding, not a goal: memory for
-one huge record is bounded by the caps only through this factor."""
+"""Bytes of Python objects per byte of decoded JSON, at worst, for what is parsed at once: one record
+up to max_record_bytes (a longer one is never parsed), or an array or `{"logs"}` wrapper up to 1 MiB
+(larger ones are framed item by item). A 3-byte `{},` becomes a 64-byte dict plus an 8-byte list
+slot: measured 27x for an array of empty objects, 25x for one record of 100,000 small traffic entries
+(enrichment adds four fields to each), 20x for an array of one-letter strings, 9x for realistic
+network records. This is a finding, not a goal: memory for
+one record is bounded by max_record_bytes only through this factor."""
 
 
 ARCHIVE_AT_ONCE = '[{"type": "archive", "batch_max_age": 0}]'

@@ -11,6 +11,7 @@ left out otherwise, as README.md says.
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -387,4 +388,29 @@ def test_a_record_over_max_record_bytes_is_quarantined_with_its_size_within_boun
     nodes = [row["event"].get("nodeId", "") for row in receiver.archive_rows()]  # type: ignore[attr-defined]
     assert [node for node in nodes if node.endswith("-the-cap")] == ["under-the-cap"]
     assert memory.growth <= JSON_AMPLIFICATION * len(body) + MEMORY_MARGIN, str(memory)
+    assert_serving(receiver)
+
+
+def test_a_record_that_arrives_over_max_record_bytes_is_quarantined_unparsed_in_little_memory(receiver: Server):
+    """Nine MB of empty flow entries, from a 9 KB gzip body: parsed, thirty times its bytes (262 MB); over
+    the 4 MiB cap it is never parsed, and its text is what the quarantine keeps."""
+    big = (
+        b'{"time":1780500776,"event":{"nodeId":"unparsed","virtualTraffic":[' + b",".join([b"{}"] * 3_000_000) + b"]}}"
+    )
+    body = gzip.compress(big + orjson.dumps(envelope(network_event("beside-the-unparsed"))))
+    before = Ledger.of(receiver)
+
+    with Memory(receiver).watch() as memory:
+        answer = post(receiver, NETWORK_URL, body, headers={"Content-Encoding": "gzip"})
+
+    assert answer.json() == {"text": "Success", "code": 0, "accepted": 1, "quarantined": 1}
+    stored = before.since(receiver)
+    assert (stored.accepted, stored.quarantined, stored.bodies) == (1, 1, [])
+    [row] = [row for row in receiver.quarantine_rows() if str(row.get("raw", "")).startswith(big[:60].decode())]
+    assert row["raw"] == big.decode() and row["record"] is None
+    [error] = row["errors"]  # type: ignore[misc]
+    assert error["type"] == "record_too_large" and f"{len(big)} bytes as received" in error["msg"]
+    assert "beside-the-unparsed" in [row["event"].get("nodeId") for row in receiver.archive_rows()]  # type: ignore[attr-defined]
+    print(f"memory unparsed record {len(big)} bytes: {memory}")
+    assert memory.growth <= 4 * len(big) + MEMORY_MARGIN, str(memory)
     assert_serving(receiver)

@@ -56,7 +56,7 @@ from app.errors import (
 from app.ingest import framing
 from app.ingest.body import decode_body
 from app.ingest.decoders import GZIP_MAGIC, ZSTD_MAGIC, make_decoder
-from app.ingest.framing import frame
+from app.ingest.framing import Unparsed, frame
 from app.ingest.pipeline import RequestContext, build_batch
 from app.schemas import ADAPTERS, RecordInvalid, validate, wrap_bare
 from app.schemas.common import UNIX_END, UNIX_MIN
@@ -458,6 +458,89 @@ def test_random_concatenations_of_objects_arrays_and_wrappers_frame_back_exactly
     body, records = case
     with mock.patch.object(framing, "WHOLE_ARRAY_BYTES", whole_array_bytes):
         assert frame(body, max_records=1_000_000, max_depth=64) == records
+
+
+WRAPPER_START = re.compile(r'\{[ \t\r\n]*"logs"[ \t\r\n]*:[ \t\r\n]*\[')
+
+
+def capped_reference(body: bytes, max_record_bytes: int) -> list[object]:
+    """The records of a valid `body` when those over `max_record_bytes` are refused unparsed, found value
+    by value and item by item: an item of an array or of an exact `{"logs": [...]}` wrapper is a record,
+    as is any other top-level object (or, if it has `logs` and no `event`, what it holds, if parsed)."""
+    text = body.decode("utf-8")
+    decoder = json.JSONDecoder()
+
+    def skip(pos: int) -> int:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        return pos
+
+    def span(pos: int) -> tuple[int, int]:  # byte offsets of the value at char `pos`
+        return len(text[:pos].encode()), len(text[: decoder.raw_decode(text, pos)[1]].encode())
+
+    def record(start: int, stop: int) -> object:
+        if stop - start > max_record_bytes:
+            return Unparsed(memoryview(body)[start:stop], start)
+        return orjson.loads(body[start:stop])
+
+    def items(pos: int) -> tuple[list[object], int]:  # the items of the array at `pos`, and where it ends
+        found: list[object] = []
+        pos = skip(pos + 1)
+        while text[pos] != "]":
+            end = decoder.raw_decode(text, pos)[1]
+            found.append(record(*span(pos)))
+            pos = skip(end)
+            pos = skip(pos + 1) if text[pos] == "," else pos
+        return found, pos + 1
+
+    records: list[object] = []
+    pos = skip(1 if text.startswith("\ufeff") else 0)
+    while pos < len(text):
+        end = decoder.raw_decode(text, pos)[1]
+        wrapper = WRAPPER_START.match(text, pos)
+        if text[pos] == "[":
+            records += items(pos)[0]
+        elif (
+            wrapper and text[skip(items(wrapper.end() - 1)[1])] == "}" and skip(items(wrapper.end() - 1)[1]) + 1 == end
+        ):
+            records += items(wrapper.end() - 1)[0]
+        else:
+            value = record(*span(pos))
+            records += [value] if isinstance(value, Unparsed) else flatten(value)
+        pos = skip(end)
+    return records
+
+
+@ARRAYS
+@FUZZ
+@given(concatenations(), st.integers(0, 400))
+def test_records_over_max_record_bytes_are_unparsed_and_the_rest_frame_back_exactly(
+    whole_array_bytes: int, case: tuple[bytes, list[object]], max_record_bytes: int
+) -> None:
+    body, _ = case
+    with mock.patch.object(framing, "WHOLE_ARRAY_BYTES", whole_array_bytes):
+        records = frame(body, max_records=1_000_000, max_depth=64, max_record_bytes=max_record_bytes)
+    assert records == capped_reference(body, max_record_bytes)
+
+
+@ARRAYS
+@FUZZ
+@given(hostile_json_bytes, st.integers(0, 100))
+def test_frame_of_any_bytes_under_a_record_cap_raises_only_its_documented_errors(
+    whole_array_bytes: int, body: bytes, max_record_bytes: int
+) -> None:
+    try:
+        with mock.patch.object(framing, "WHOLE_ARRAY_BYTES", whole_array_bytes):
+            records = frame(body, max_records=100, max_depth=8, max_record_bytes=max_record_bytes)
+    except FramingError as error:
+        assert 0 <= error.offset <= len(body)
+    except FRAMING_ERRORS:
+        pass
+    else:
+        for record in records:
+            if isinstance(record, Unparsed):
+                assert len(record.data) > max_record_bytes
+                assert body[record.offset : record.offset + len(record.data)] == record.data
 
 
 # Decompression

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.errors import FramingError, NestingTooDeep, TooManyRecords
-from app.ingest.framing import WHOLE_ARRAY_BYTES, frame, iter_records
+from app.ingest.framing import WHOLE_ARRAY_BYTES, Unparsed, frame, iter_records
 
 A = {"time": 1780500776.773, "event": {"action": "CREATE", "origin": "ADMIN_CONSOLE"}}
 B = {"time": 1780500777.1, "event": {"virtualTraffic": [{"proto": 6, "txBytes": 12}]}, "fields": {"recorded": "x"}}
@@ -485,3 +485,75 @@ def test_a_large_array_or_wrapper_is_held_to_max_records_per_item(make: Callable
     assert len(framed(body, max_records=600)) == 600
     with pytest.raises(TooManyRecords):
         framed(body, max_records=599)
+
+
+# Records over max_record_bytes: refused unparsed, so none costs more memory than one at the cap
+
+
+BIG = {"time": 1780500776.773, "event": {"nodeId": "big", "note": "x" * 5_000}}
+CUT_BIG = {"time": 1780500776.773, "event": {"note": "}{" + "x" * 5_000}}
+"""Over 5,000 bytes; the second has a "}{" in a string, which sends framing down its slow path."""
+
+
+def unparsed(body: bytes, record: bytes) -> Unparsed:
+    offset = body.index(record)
+    return Unparsed(memoryview(body)[offset : offset + len(record)], offset)
+
+
+@pytest.mark.parametrize("record", [BIG, CUT_BIG], ids=["fast-path", "slow-path"])
+@pytest.mark.parametrize("sep", [b"", b"\n"])
+def test_a_record_over_max_record_bytes_is_unparsed_and_those_around_it_are_framed(record: object, sep: bytes) -> None:
+    big = orjson.dumps(record)
+    body = sep.join([dumps(A), big, dumps(B)])
+
+    assert frame(body, max_records=9, max_depth=64, max_record_bytes=len(big) - 1) == [A, unparsed(body, big), B]
+    assert frame(body, max_records=9, max_depth=64, max_record_bytes=len(big)) == [A, record, B]
+
+
+@pytest.mark.parametrize(("before", "after"), [(b"[", b"]"), (b'{"logs": [', b"]}")], ids=["array", "logs-wrapper"])
+def test_an_item_over_max_record_bytes_is_unparsed_and_the_others_are_framed(before: bytes, after: bytes) -> None:
+    items = [{**PADDED, "i": i} for i in range(600)]
+    big = orjson.dumps(CUT_BIG)
+    head = before + b",".join(orjson.dumps(item) for item in items[:7]) + b","
+    body = head + big + b"," + b",".join(orjson.dumps(item) for item in items[7:]) + after
+    assert len(body) > WHOLE_ARRAY_BYTES
+
+    records = frame(body, max_records=1_000, max_depth=64, max_record_bytes=len(big) - 1)
+
+    assert records == [*items[:7], Unparsed(memoryview(body)[len(head) : len(head) + len(big)], len(head)), *items[7:]]
+
+
+def test_an_unparsed_record_takes_a_slot_but_is_not_held_to_max_depth() -> None:
+    deep = orjson.dumps({"pad": "x" * 100, "deep": nested(80)})
+    body = dumps(A) + deep + dumps(B)
+
+    assert frame(body, max_records=3, max_depth=64, max_record_bytes=100)[1] == unparsed(body, deep)
+    with pytest.raises(TooManyRecords):
+        frame(body, max_records=2, max_depth=64, max_record_bytes=100)
+    with pytest.raises(NestingTooDeep):
+        frame(body, max_records=3, max_depth=64, max_record_bytes=len(deep))
+
+
+@pytest.mark.parametrize("record", [BIG, CUT_BIG], ids=["fast-path", "slow-path"])
+def test_a_record_over_max_record_bytes_cut_short_is_truncated_where_it_starts(record: object) -> None:
+    body = dumps(A) + orjson.dumps(record)[:-1]
+
+    with pytest.raises(FramingError) as info:
+        frame(body, max_records=9, max_depth=64, max_record_bytes=100)
+
+    assert "truncated JSON object" in info.value.detail and info.value.offset == len(dumps(A))
+
+
+@pytest.mark.parametrize("prefix", [b"", b'"}{",'], ids=["fast-path", "slow-path"])
+def test_a_record_over_max_record_bytes_costs_no_memory_whatever_it_holds(prefix: bytes) -> None:
+    """Nine MB of empty objects: parsed, 262 MB (thirty times its bytes)."""
+    body = b'{"time":1,"x":' + prefix + b'"y","event":{"virtualTraffic":[' + b",".join([b"{}"] * 3_000_000) + b"]}}"
+    tracemalloc.start()
+    try:
+        [record] = iter_records(body, max_records=9, max_depth=64, max_record_bytes=1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert record == Unparsed(memoryview(body), 0)
+    assert peak < 100_000, f"peak {peak / 1e6:.1f} MB for a {len(body) / 1e6:.0f} MB record"

@@ -1,4 +1,5 @@
-"""`build_batch`'s cap on one stored row (`max_record_bytes`): over it the record is quarantined, not accepted."""
+"""`build_batch`'s cap on one record (`max_record_bytes`): a row over it, or a record framing left unparsed for
+arriving over it, is quarantined, not accepted."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from app.ingest.framing import Unparsed
 from app.ingest.pipeline import RequestContext, build_batch
 from app.settings import DEFAULT_MAX_RECORD_BYTES, Settings
 from tests.samples import audit_event, envelope
@@ -63,3 +65,21 @@ def test_the_default_leaves_room_for_a_policy_file_in_old_and_new():
 
     assert batch.accepted == 1
     assert Settings.model_fields["max_record_bytes"].default == DEFAULT_MAX_RECORD_BYTES
+
+
+def test_an_unparsed_record_is_quarantined_as_text_with_its_size_as_received():
+    """Framing's `Unparsed` (arrived over the cap): its bytes kept as text, an invalid byte as \\xNN."""
+    raw = b'{"event": {"new": "caf\xc3\xa9 \xff"}}'
+    small = envelope(audit_event("CREATE"))
+
+    batch = build_batch([small, Unparsed(memoryview(raw), 7), small], CONTEXT, PARSE_TIME, max_record_bytes=10_000)
+
+    assert batch.accepted == 2
+    [row] = batch.quarantined
+    assert row["record"] is None and row["raw"] == '{"event": {"new": "caf\u00e9 \\xff"}}'
+    assert row["p_log_type"] == "Tailscale.Audit" and row["p_request_id"] == "r1"
+    [error] = row["errors"]
+    assert (
+        error["type"] == "record_too_large"
+        and f"{len(raw)} bytes as received, over max_record_bytes (10000)" in error["msg"]
+    )

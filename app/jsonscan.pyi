@@ -1,0 +1,3 @@
+"""Type hints of the compiled `app.jsonscan` (app/jsonscan.pyx)."""
+
+def container_end(data: bytes | bytearray | memoryview, start: int) -> int: ...

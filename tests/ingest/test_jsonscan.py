@@ -1,0 +1,62 @@
+"""`container_end`: where a JSON object or array ends, found without parsing it (app/jsonscan.pyx).
+
+Framing trusts it to refuse a record over `max_record_bytes` unparsed and carry on after it, so for
+valid JSON it must find exactly the end a parser finds, whatever the strings hold, and a value cut
+short anywhere must not seem to end.
+"""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.jsonscan import container_end
+
+# Strings full of what a bracket counter could trip on: quotes, backslashes, brackets, and non-ASCII.
+tricky_text = st.text(st.sampled_from('{}[]"\\/ :,\n\t\u00e9\u2028\U0001f600ab'), max_size=12) | st.text(max_size=8)
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | tricky_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(tricky_text, children, max_size=4),
+    max_leaves=25,
+)
+containers = st.lists(values, max_size=4) | st.dictionaries(tricky_text, values, max_size=4)
+SERIALIZERS = {
+    "orjson": orjson.dumps,
+    "json-ascii": lambda value: json.dumps(value).encode(),
+    "json-utf8-indented": lambda value: json.dumps(value, ensure_ascii=False, indent=1).encode(),
+}
+
+
+@given(containers, st.sampled_from(sorted(SERIALIZERS)), st.binary(max_size=3), st.binary(max_size=10))
+def test_the_end_of_any_serialized_object_or_array_is_found_exactly(
+    value: object, serializer: str, before: bytes, after: bytes
+) -> None:
+    text = SERIALIZERS[serializer](value)
+
+    assert container_end(before + text + after, len(before)) == len(before) + len(text)
+
+
+@given(containers, st.sampled_from(sorted(SERIALIZERS)), st.data())
+def test_a_value_cut_short_anywhere_has_no_end(value: object, serializer: str, data: st.DataObject) -> None:
+    text = SERIALIZERS[serializer](value)
+    cut = data.draw(st.integers(1, len(text) - 1))
+
+    assert container_end(text[:cut], 0) == -1
+
+
+def test_an_escaped_quote_or_backslash_does_not_end_a_string() -> None:
+    assert container_end(rb'{"a":"\"}"}', 0) == 11
+    assert container_end(rb'{"a":"\\"}', 0) == 10
+    assert container_end(rb'["\\\"]"]', 0) == 9
+
+
+def test_any_buffer_is_read_and_the_start_must_open_an_object_or_array() -> None:
+    assert container_end(memoryview(b'x[{"k": [1]}]'), 1) == 13
+    assert container_end(bytearray(b"{}"), 0) == 2
+    for start in (0, 2, -1):
+        with pytest.raises(ValueError, match="no object or array starts"):
+            container_end(b"x{", start)
