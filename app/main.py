@@ -33,6 +33,7 @@ from app.status import StatusBoard, record_outcome
 from app.status import router as status_router
 from app.storage.files import ensure_dir
 from app.storage.local import LocalStorage
+from app.workers import pin_worker
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slot = Slot.first_free(settings.data_dir / "journal")
+        pin = pin_worker(settings.workers, settings.data_dir / "cpus") if settings.pin_workers else None
         group = open_slot(slot.directory, settings, sinks)
         journal = group.journal
         # Drains slots left behind by a run with more workers.
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             version=__version__,
             data_dir=str(settings.data_dir),
             journal_slot=slot.number,
+            cpu=pin.cpu if pin else None,
             sinks=[config.name for config, _ in sinks],
         )
         try:
@@ -71,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(group.stop(timeout=settings.shutdown_timeout), adopter.stop())
             journal.close()
             slot.release()
+            if pin:
+                pin.release()
             log_event(logging.INFO, "stopped")
 
     # No redirect_slashes: Starlette would answer `POST .../network/` with a 307 to a URL built from

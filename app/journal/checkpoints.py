@@ -13,7 +13,6 @@ takes again (the receiver restarted with fewer workers) is adopted and drained b
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Final
 import orjson
 
 from app.journal.format import Position, list_segments, segment_path
-from app.storage.files import durable_write, ensure_dir
+from app.storage.files import durable_write, ensure_dir, try_lock
 
 MAX_SLOTS: Final = 256
 
@@ -83,19 +82,10 @@ class Slot:
 
     @classmethod
     def try_claim(cls, directory: Path) -> Slot | None:
-        """The slot at `directory`, or None at once if a live process holds it.
-
-        Never waits (`LOCK_NB`): a starting worker must not block on a sibling. A second claim of a
-        slot this process already holds fails too, since flock locks belong to the open file.
-        """
+        """The slot at `directory`, or None at once if a live process, this one included, holds it."""
         ensure_dir(directory)
-        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return cls(directory, fd)
+        fd = try_lock(directory / "lock")
+        return None if fd is None else cls(directory, fd)
 
     @classmethod
     def first_free(cls, root: Path) -> Slot:

@@ -4,10 +4,13 @@ A write is acknowledged only after `fsync` of the file and, when the file is new
 directory created on its way, because on Linux a new file's directory entry is not durable until
 its directory is synced (see fsync(2)). A write that fails part-way is cut back off the file, so a
 full disk or an I/O error never leaves a torn line in front of the next good one.
+
+Also here: `try_lock`, the exclusive lock a process holds on a file for as long as it lives.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from pathlib import Path
@@ -78,3 +81,20 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def try_lock(path: Path) -> int | None:
+    """A descriptor of `path` (created if need be) holding an exclusive flock; None at once if another
+    open file holds one.
+
+    Never waits (`LOCK_NB`): a starting worker must not block on a sibling. The lock lasts until the
+    descriptor is closed, and the kernel drops it when the process dies, so a crash leaves no stale
+    lock. Locking a file this process already holds fails too, since flock locks belong to the open file.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

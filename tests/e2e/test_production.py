@@ -18,6 +18,7 @@ from tests.samples import audit_event, concatenated, envelope, network_event
 
 AUDIT = concatenated([envelope(audit_event())])
 NETWORK = concatenated([envelope(network_event())])
+CPUS = sorted(os.sched_getaffinity(0))
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -163,7 +164,8 @@ def test_unwritable_storage_answers_503_never_2xx(server: Server):
 
 
 def test_two_workers_share_the_port_and_sum_their_metrics(make_server: MakeServer):
-    server = make_server("--workers", "2")
+    server = make_server("--workers", "2", "--pin-workers", "false")
+    assert [sorted(os.sched_getaffinity(pid)) for pid in server.worker_pids()] == [CPUS, CPUS]
 
     for _ in range(20):
         with httpx.Client() as fresh:  # a new connection each time, so both workers answer some
@@ -179,12 +181,15 @@ def test_two_workers_share_the_port_and_sum_their_metrics(make_server: MakeServe
 
 def test_each_worker_accepts_on_a_socket_of_its_own_and_a_killed_one_is_replaced(make_server: MakeServer):
     """SO_REUSEPORT (app/workers.py): the kernel spreads connections over the workers' own sockets,
-    so keep-alive clients that connect at once land on both workers, not on whichever was idle."""
+    so keep-alive clients that connect at once land on both workers, not on whichever was idle. With
+    two CPUs, each worker is pinned to one, and the replacement of a killed worker to the CPU it held."""
     server = make_server("--workers", "2")
     workers = server.worker_pids()
     listening = listening_inodes(server.port)
     assert len(workers) == 2 and len(listening) == 2
     assert [len(socket_inodes(pid) & listening) for pid in workers] == [1, 1]
+    affinity = [sorted(os.sched_getaffinity(pid)) for pid in workers]
+    assert sorted(affinity) == ([[cpu] for cpu in CPUS] if len(CPUS) == 2 else [CPUS, CPUS])
 
     clients = [httpx.Client() for _ in range(16)]  # connected together, then kept alive, as the benchmark's
     for client in clients:
@@ -205,6 +210,7 @@ def test_each_worker_accepts_on_a_socket_of_its_own_and_a_killed_one_is_replaced
         time.sleep(0.1)
     assert replaced, "uvicorn did not start a new worker"
     assert len(socket_inodes(replaced[0]) & listening_inodes(server.port)) == 1
+    assert sorted(os.sched_getaffinity(replaced[0])) == affinity[0]
     for _ in range(8):
         with httpx.Client() as fresh:
             assert (
