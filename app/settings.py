@@ -162,9 +162,9 @@ class Settings(BaseSettings):
     )
     workers: int = Field(1, ge=1, le=64, description="Worker processes; metrics are summed across them.")
     pin_workers: bool = Field(
-        True,
-        description="With a worker for every CPU the process may use, pin each worker to a CPU of its own "
-        "(more records/s and a lower p99 measured); fewer workers than CPUs are never pinned.",
+        False,
+        description="Pin each worker to a CPU of its own when there is a worker for every CPU the process may "
+        "use: more records/s at peak, but a worker can no longer move off a CPU that stalls.",
     )
     journal_max_bytes: int = Field(
         2048 * MiB, gt=0, description="Journal size at which ingest answers 503 + Retry-After until sinks catch up."

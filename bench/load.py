@@ -123,11 +123,13 @@ class Receiver:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def tailscribe(workers: int) -> Receiver:
+def tailscribe(workers: int, *, pinned: bool = False) -> Receiver:
+    """tailscribe as shipped, or with `pin_workers` (a worker per CPU, each pinned to its own)."""
     return Receiver(
-        f"tailscribe ({workers} worker{'s' if workers > 1 else ''})",
+        f"tailscribe ({workers} worker{'s' if workers > 1 else ''}{', pinned' if pinned else ''})",
         [sys.executable, "-m", "app.cli", "serve", "--port", "{port}", "--data-dir", "{workdir}/data"]
-        + ["--token", TOKEN, "--workers", str(workers), "--log-level", "warning"],
+        + ["--token", TOKEN, "--workers", str(workers), "--log-level", "warning"]
+        + (["--pin-workers", "true"] if pinned else []),
         listeners=workers,
     )
 

@@ -109,11 +109,11 @@ def main() -> None:
 
     emit("\n## How cost grows\n")
     emit(HEADER)
-    for workers in (1, 2):
-        receiver = tailscribe(workers)
+    for workers, pinned in ((1, False), (2, False), (2, True)):
+        receiver = tailscribe(workers, pinned=pinned)
         receiver.start()
         try:
-            for count in (1, 73, 3375) if workers == 2 else (73,):
+            for count in (1, 73, 3375) if (workers, pinned) == (2, False) else (73,):
                 measured = run_peak(receiver, body(network[count]), args.seconds)
                 emit(row(receiver.name, f"{count} rec, plain", measured))
         finally:

@@ -10,6 +10,8 @@ A crash is any of:
 - decoding the body in one piece and in small chunks disagreeing (output, or which error);
 - a decoded body over the decoded-size limit, more records than `max_records`, or a
   `FramingError` offset outside the body;
+- framed again under a record cap that varies with the input: an `Unparsed` record that is not
+  longer than the cap, or not the body's bytes where it says it starts;
 - an input taking longer than libFuzzer's `-timeout` (framing promises linear time).
 
 Run: `python fuzz/fuzz_framing.py -max_total_time=60 fuzz/work/framing fuzz/corpus/framing`
@@ -23,7 +25,7 @@ from _harness import instrumented, main
 with instrumented():
     from app.errors import FramingError, IngestError
     from app.ingest.body import decode_body
-    from app.ingest.framing import frame
+    from app.ingest.framing import Unparsed, frame
 
 LIMIT = 1 << 20
 """Decoded-size cap: small, so bombs are cut at once and each input stays fast."""
@@ -60,6 +62,12 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libF
         return
     if len(records) > MAX_RECORDS:
         raise AssertionError(f"{len(records)} records passed max_records={MAX_RECORDS}")
+    cap = len(data) % 257
+    for record in frame(whole, max_records=MAX_RECORDS, max_depth=MAX_DEPTH, max_record_bytes=cap):
+        if isinstance(record, Unparsed) and (
+            len(record.data) <= cap or whole[record.offset : record.offset + len(record.data)] != record.data
+        ):
+            raise AssertionError(f"Unparsed of {len(record.data)} bytes at {record.offset} under a cap of {cap}")
 
 
 if __name__ == "__main__":

@@ -164,8 +164,8 @@ def test_unwritable_storage_answers_503_never_2xx(server: Server):
 
 
 def test_two_workers_share_the_port_and_sum_their_metrics(make_server: MakeServer):
-    server = make_server("--workers", "2", "--pin-workers", "false")
-    assert [sorted(os.sched_getaffinity(pid)) for pid in server.worker_pids()] == [CPUS, CPUS]
+    server = make_server("--workers", "2")
+    assert [sorted(os.sched_getaffinity(pid)) for pid in server.worker_pids()] == [CPUS, CPUS]  # not pinned
 
     for _ in range(20):
         with httpx.Client() as fresh:  # a new connection each time, so both workers answer some
@@ -182,8 +182,8 @@ def test_two_workers_share_the_port_and_sum_their_metrics(make_server: MakeServe
 def test_each_worker_accepts_on_a_socket_of_its_own_and_a_killed_one_is_replaced(make_server: MakeServer):
     """SO_REUSEPORT (app/workers.py): the kernel spreads connections over the workers' own sockets,
     so keep-alive clients that connect at once land on both workers, not on whichever was idle. With
-    two CPUs, each worker is pinned to one, and the replacement of a killed worker to the CPU it held."""
-    server = make_server("--workers", "2")
+    two CPUs and pin_workers, each worker is pinned to one, and a killed worker's replacement to its CPU."""
+    server = make_server("--workers", "2", "--pin-workers", "true")
     workers = server.worker_pids()
     listening = listening_inodes(server.port)
     assert len(workers) == 2 and len(listening) == 2
