@@ -17,10 +17,10 @@ restarted worker simply binds a new one.
 With `pin_workers` and a worker for every CPU the process may run on, each worker is also pinned to
 a CPU of its own (`pin_worker`). Left to the scheduler, a worker's threads (event loop, body
 processing, sinks) and the kernel's work for its sockets and files wander between CPUs. On the
-2-core benchmark machine, pinned workers reached 12-24% more records/s at peak, at 15% less CPU a
-record (bench/RESULTS.md, "Optimizations"). At a fixed 70% of that load their p99 was no better, and
-2 of 13 pinned rounds had a stall of 0.7 and 2.3 s that no unpinned round had: a pinned worker
-cannot move off a CPU the hypervisor or another process holds. That trade is the operator's to
+2-core benchmark machine, pinned workers were faster at peak in 17 of 19 interleaved pairs (median
++14%, from -8% to +35%; bench/RESULTS.md, "Pinned workers"). At a fixed load their p99 was no
+better, and 2 of 16 pinned rounds had a stall of 0.7 and 2.3 s that no unpinned round had: a pinned
+worker cannot move off a CPU the hypervisor or another process holds. That trade is the operator's to
 make, so pinning is off by default. With fewer workers than CPUs nothing is pinned even when asked:
 the scheduler then spreads them over whichever CPUs are idle, which a fixed choice could not.
 """

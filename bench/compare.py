@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench.load import REPOSITORY, tailscribe
-from bench.run import big_body_memory, run_peak
+from bench.run import big_body_memory, run_peak, warm_up
 from bench.workload import body, records
 
 IN_PROCESS = """
@@ -107,7 +107,9 @@ def end_to_end(directory: Path, seconds: int, *, memory: bool) -> dict[str, floa
     receiver.start()
     try:
         time.sleep(0 if own_sockets else 3)  # with one shared socket, let the second worker start too
-        peak = run_peak(receiver, body(records("network", 73)), seconds)
+        load = body(records("network", 73))
+        warm_up(receiver, load)
+        peak = run_peak(receiver, load, seconds)
         measured = {"rps": peak["rps"], "cpu_us": peak["cpu_10k"] * 100, "p99": peak["p99"]}  # s/10k → µs/record
         if memory:
             measured["rss"] = big_body_memory(receiver, seconds)[1]
