@@ -16,8 +16,8 @@ from libc.string cimport memchr
 
 
 cdef Py_ssize_t _string_end(const unsigned char[:] data, Py_ssize_t i) noexcept nogil:
-    """Just past the string whose text starts at `i`, or -1: the first quote not escaped, that is not
-    after an odd run of backslashes, found with memchr (most of a record's bytes are in strings)."""
+    """Just past the string whose text starts at `i`, or -1: its end is the first quote that does not
+    follow an odd run of backslashes, looked for with memchr (most of a record's bytes are in strings)."""
     cdef Py_ssize_t n = data.shape[0]
     cdef const unsigned char *found
     cdef Py_ssize_t quote, before
