@@ -137,6 +137,11 @@ def test_sink_outage_fills_the_journal_to_503_then_everything_is_delivered_once(
         assert server.metric("tailscribe_journal_bytes") >= 300_000
         assert server.metric("tailscribe_journal_segments") > 5
         assert server.metric("tailscribe_sink_lag_records", sink="nats") >= len(acknowledged)
+        # The journal can fill before the first publish has failed: one sent as NATS went down waits
+        # publish_timeout (1 s) for its ack. Once it fails, every retry fails fast and counts.
+        deadline = time.monotonic() + 10
+        while server.metric("tailscribe_sink_errors_total", sink="nats") == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert server.metric("tailscribe_sink_errors_total", sink="nats") > 0
         assert refused.status_code == 503 and refused.json()["code"] == 9
         assert int(refused.headers["retry-after"]) > 0
