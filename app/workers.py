@@ -27,6 +27,7 @@ the scheduler then spreads them over whichever CPUs are idle, which a fixed choi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -102,6 +103,7 @@ def pin_worker(workers: int, directory: Path) -> CpuPin | None:
         fd = try_lock(directory / f"cpu-{cpu}.lock")
         if fd is not None:
             for thread in os.listdir("/proc/self/task"):  # threads started later inherit the mask
-                os.sched_setaffinity(int(thread), {cpu})
+                with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile needs none
+                    os.sched_setaffinity(int(thread), {cpu})
             return CpuPin(cpu, fd)
     return None
