@@ -498,12 +498,11 @@ def capped_reference(body: bytes, max_record_bytes: int) -> list[object]:
     while pos < len(text):
         end = decoder.raw_decode(text, pos)[1]
         wrapper = WRAPPER_START.match(text, pos)
+        logs = items(wrapper.end() - 1) if wrapper else None
         if text[pos] == "[":
             records += items(pos)[0]
-        elif (
-            wrapper and text[skip(items(wrapper.end() - 1)[1])] == "}" and skip(items(wrapper.end() - 1)[1]) + 1 == end
-        ):
-            records += items(wrapper.end() - 1)[0]
+        elif logs and skip(logs[1]) + 1 == end:  # exactly {"logs": [...]}: only the "}" after the array
+            records += logs[0]
         else:
             value = record(*span(pos))
             records += [value] if isinstance(value, Unparsed) else flatten(value)
