@@ -128,11 +128,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, b"Request Timeout", "header_timeout")
 
     def _refuse(self, status: int, phrase: bytes, reason: str) -> None:
-        """Count and log the refusal, then answer it."""
-        if self.transport.is_closing() or self._refused:
-            self._disarm()
-            return
-        _count_refusal(status, reason)
+        """Count and log the refusal, then answer it; one that cannot be sent any more is not counted."""
+        if not (self.transport.is_closing() or self._refused):
+            _count_refusal(status, reason)
         self._answer(status, phrase)
 
     def _answer(self, status: int, phrase: bytes) -> None:
