@@ -52,6 +52,7 @@ class Journal:
         self.max_bytes = max_bytes
         self.retention = retention
         self._cond = threading.Condition()
+        self._releasing = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._syncing = False
         self._written = 0  # tickets: one per appended entry
@@ -222,17 +223,24 @@ class Journal:
         if oldest is None:
             return
         cutoff = time.time() - self.retention
-        with self._cond:
-            doomed = [first for first in self._sizes if first < oldest.segment and first != self._end.segment]
-            for first in doomed:
+        # The files are removed outside the append lock: freeing a 64 MiB segment took ext4 30-37 ms
+        # under load, and every request's append waited for it. Releases take turns on a lock of their
+        # own (each sink's runner releases), and no reader needs a segment before every checkpoint.
+        with self._releasing:
+            with self._cond:
+                passed = [first for first in self._sizes if first < oldest.segment and first != self._end.segment]
+            removed = 0
+            for first in passed:
                 path = segment_path(self.directory, first)
                 if self.retention and path.stat().st_mtime > cutoff:
                     continue
                 path.unlink()
-                del self._sizes[first]
-            self._report()
-        if doomed:
-            fsync_dir(self.directory)
+                removed += 1
+                with self._cond:
+                    del self._sizes[first]
+                    self._report()
+            if removed:
+                fsync_dir(self.directory)
 
     def _report(self) -> None:
         """Update this journal's share of the journal gauges; called with the lock held.

@@ -153,6 +153,37 @@ def test_release_keeps_segments_a_reader_still_needs(tmp_path: Path):
     assert len(list_segments(tmp_path)) == 1
 
 
+def test_appends_go_on_while_a_release_removes_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    j = journal(tmp_path, segment_bytes=100)
+    for _ in range(3):
+        append_lines(j, [b"z" * 80])
+    unlinking, finish = threading.Event(), threading.Event()
+    unlink = Path.unlink
+
+    def slow_unlink(path: Path, missing_ok: bool = False) -> None:
+        # What ext4 did under load: freeing a large segment's blocks took tens of milliseconds.
+        unlinking.set()
+        finish.wait(10)
+        unlink(path, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", slow_unlink)
+    checkpoint = j.durable_end
+    release = threading.Thread(target=j.release, args=([checkpoint],))
+    release.start()
+    assert unlinking.wait(10)
+
+    appended = threading.Thread(target=append_lines, args=(j, [b'{"during":1}']))
+    appended.start()
+    appended.join(5)
+    still_releasing = release.is_alive()
+    finish.set()
+    release.join(10)
+
+    assert not appended.is_alive() and still_releasing
+    assert list_segments(tmp_path)[0] == checkpoint.segment
+    assert all_lines(j, j.first_position)[-1] == b'{"during":1}'
+
+
 def test_checkpoints_round_trip(tmp_path: Path):
     store = CheckpointStore(tmp_path / "checkpoints")
 
