@@ -10,7 +10,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=cythonize(
         [
-            Extension(f"app.{name}", [f"app/{name}.pyx"], extra_compile_args=["-O2"])
+            Extension(f"app.{name}", [f"app/{name}.pyx"], extra_compile_args=["-O3"])
             for name in ("addresses", "jsonscan")
         ],
         compiler_directives={"language_level": "3"},

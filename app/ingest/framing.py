@@ -49,10 +49,9 @@ from typing import Final
 import orjson
 
 from app.errors import FramingError, NestingTooDeep, TooManyRecords
-from app.jsonscan import container_end
+from app.jsonscan import container_end, count_openers, next_boundary
 
 _BOM: Final = b"\xef\xbb\xbf"
-_BOUNDARY: Final = re.compile(rb"\}[ \t\r\n]*\{")
 _VALUE_START: Final = re.compile(rb"[^ \t\r\n]")
 """The first byte that is not JSON whitespace (RFC 8259 §2 allows only these four)."""
 
@@ -138,8 +137,8 @@ class _Framer:
         slow_until = pos
         while pos < end:
             if pos >= slow_until:
-                boundary = _BOUNDARY.search(self._body, pos)
-                stop = boundary.start() + 1 if boundary else end
+                boundary = next_boundary(self._body, pos)  # (the `}`, the `{`) of `}{`, whitespace between
+                stop = boundary[0] + 1 if boundary else end
                 size = stop - pos
                 if size > self._max_record_bytes or (
                     size > WHOLE_ARRAY_BYTES
@@ -154,7 +153,7 @@ class _Framer:
                         slow_until = stop
                     else:
                         yield from self._add(value, pos, stop)
-                        pos = boundary.end() - 1 if boundary else end
+                        pos = boundary[1] if boundary else end
                         continue
             if self._body[pos] == _OPEN_ARRAY:
                 stop = yield from self._array_items(pos)
@@ -319,8 +318,7 @@ class _Framer:
         if limit is None:
             return
         # Each level needs its own opening bracket, so a value with few brackets is shallow enough.
-        brackets = self._body.count(b"{", start, stop) + self._body.count(b"[", start, stop)
-        if brackets > limit and _depth(self._body[start:stop]) > limit:
+        if count_openers(self._body, start, stop) > limit and _depth(self._body[start:stop]) > limit:
             raise self._too_deep(start)
 
     def _too_deep(self, offset: int) -> NestingTooDeep:

@@ -1,20 +1,25 @@
-"""`container_end`: where a JSON object or array ends, found without parsing it (app/jsonscan.pyx).
+"""app/jsonscan.pyx: framing's byte scans in C.
 
-Framing trusts it to refuse a record over `max_record_bytes` unparsed and carry on after it, so for
-valid JSON it must find exactly the end a parser finds, whatever the strings hold, and a value cut
-short anywhere must not seem to end.
+`container_end`, where a JSON object or array ends, found without parsing it: framing trusts it to
+refuse a record over `max_record_bytes` unparsed and carry on after it, so for valid JSON it must find
+exactly the end a parser finds, whatever the strings hold, and a value cut short anywhere must not
+seem to end.
+
+`next_boundary` and `count_openers` replace a regular expression and `bytes.count`, so each is held
+to give exactly what the one it replaced gives, on bytes made of what they look for.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.jsonscan import container_end
+from app.jsonscan import container_end, count_openers, next_boundary
 
 # Strings full of what a bracket counter could trip on: quotes, backslashes, brackets, and non-ASCII.
 tricky_text = st.text(st.sampled_from('{}[]"\\/ :,\n\t\u00e9\u2028\U0001f600ab'), max_size=12) | st.text(max_size=8)
@@ -60,3 +65,41 @@ def test_any_buffer_is_read_and_the_start_must_open_an_object_or_array() -> None
     for start in (0, 2, -1):
         with pytest.raises(ValueError, match="no object or array starts"):
             container_end(b"x{", start)
+
+
+BOUNDARY = re.compile(rb"\}[ \t\r\n]*\{")
+"""What framing searched with before `next_boundary`: the reference."""
+scanned = st.binary(max_size=60) | st.lists(st.sampled_from(b'{}[] \t\r\n"x\xff'), max_size=60).map(bytes)
+
+
+@given(scanned, st.data())
+def test_next_boundary_finds_what_the_regular_expression_finds(data: bytes, draw: st.DataObject) -> None:
+    pos = draw.draw(st.integers(0, len(data) + 2))
+    match = BOUNDARY.search(data, pos)
+
+    assert next_boundary(data, pos) == (None if match is None else (match.start(), match.end() - 1))
+
+
+def test_next_boundary_skips_json_whitespace_only() -> None:
+    assert next_boundary(b'{"a":1} \r\n\t{"b":2}', 0) == (6, 11)
+    assert next_boundary(b"{}\x0b{}", 0) is None  # a vertical tab is not JSON whitespace
+    assert next_boundary(b"}} {", 0) == (1, 3)
+    with pytest.raises(ValueError, match="negative"):
+        next_boundary(b"}{", -1)
+
+
+@given(scanned, st.data())
+def test_count_openers_counts_what_bytes_count_counts(data: bytes, draw: st.DataObject) -> None:
+    start = draw.draw(st.integers(0, len(data) + 2))
+    stop = draw.draw(st.integers(0, len(data) + 70))  # long enough for the vectorized loop to run
+
+    assert count_openers(data, start, stop) == data.count(b"{", start, stop) + data.count(b"[", start, stop)
+
+
+def test_count_openers_over_a_long_buffer() -> None:
+    data = b'{"a":[1,{"b":[]}],"c":"{["}' * 1000
+
+    assert count_openers(data, 0, len(data)) == 6000
+    assert count_openers(data, 1, 27) == 5
+    with pytest.raises(ValueError, match="negative"):
+        count_openers(data, -1, 3)
