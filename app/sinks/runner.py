@@ -81,6 +81,8 @@ class SinkRunner:
         self.position = checkpoints.load(config.name) or journal.first_position
         self._wanted = frozenset(PANTHER_LOG_TYPES[log_type] for log_type in config.log_types)
         self._woken = asyncio.Event()
+        self._idle = True
+        """Whether the runner holds no rows and waits for an append; read by `wake` in appending threads."""
         self._stopping = False
         self._rng = random.Random()
         self._oldest: float | None = None
@@ -90,10 +92,12 @@ class SinkRunner:
     def wake(self) -> None:
         """Called from the appending thread after each append: the lag grew, and there is more to read.
 
-        The gauge is set here so it stays current while a failing sink sleeps between retries.
+        The gauge is set here so it stays current while a failing sink sleeps between retries. Only an
+        idle runner is woken: one gathering a batch reads at the batch's deadline (`_drain`).
         """
         self._report_lag()
-        self._loop.call_soon_threadsafe(self._woken.set)
+        if self._idle:
+            self._loop.call_soon_threadsafe(self._woken.set)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -109,6 +113,12 @@ class SinkRunner:
         pending: list[Entry] = []
         while not self._stopping:
             self._report_lag()
+            # Appends wake only an idle runner. One gathering a batch sleeps to the batch's deadline and
+            # then reads all that came meanwhile at once: woken by every append, it read the journal twice
+            # per request, two thread hand-offs each, which cost more than the request itself for small
+            # bodies (bench/RESULTS.md). Cleared before the read, so an append after it is never missed.
+            self._idle = not pending
+            self._woken.clear()
             read_from = pending[-1].end if pending else self.position
             entries = await run_in_threadpool(
                 self.journal.read,
@@ -122,15 +132,14 @@ class SinkRunner:
                 await self._deliver(pending)
                 pending = []
                 continue
-            self._woken.clear()
+            # A batch that is not ready holds everything durable, within its limits: wait for more.
             timeout = (
                 IDLE_WAIT if not pending else max(0.0, pending[0].appended_at + self.config.batch_max_age - time.time())
             )
-            if not entries:
-                try:
-                    await asyncio.wait_for(self._woken.wait(), timeout=min(timeout, IDLE_WAIT))
-                except TimeoutError:
-                    pass
+            try:
+                await asyncio.wait_for(self._woken.wait(), timeout=min(timeout, IDLE_WAIT))
+            except TimeoutError:
+                pass
         if pending:
             await self._deliver(pending)
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from app.journal import Journal
+from app.journal import Entry, Journal, Position
 from app.journal.checkpoints import CheckpointStore
 from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError, build_sink, sink_class
 from app.sinks.runner import SinkGroup, SinkRunner
@@ -131,6 +131,38 @@ def test_batches_wait_for_batch_max_age_then_go_together(tmp_path: Path):
     asyncio.run(drain(group, sink, 5))
 
     assert [len(batch.rows) for batch in sink.batches] == [5]
+
+
+def test_a_runner_gathering_a_batch_reads_the_journal_at_its_deadline_not_after_every_append(tmp_path: Path):
+    sink = RecordingSink()
+    journal, group, _ = make(tmp_path, sink, batch_max_age=0.5)
+    reads: list[int] = []
+    read = journal.read
+
+    def counted_read(position: Position, *, max_records: int, max_bytes: int) -> list[Entry]:
+        entries = read(position, max_records=max_records, max_bytes=max_bytes)
+        reads.append(len(entries))
+        return entries
+
+    journal.read = counted_read  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        group.start()
+        await asyncio.sleep(0.05)
+        for i in range(20):  # as requests do: each append from a worker thread, which wakes the runner
+            await asyncio.to_thread(append_lines, journal, rows(f"r{i}"))
+            await asyncio.sleep(0.005)
+        for _ in range(200):
+            if len(sink.row_ids()) == 20:
+                break
+            await asyncio.sleep(0.01)
+        await group.stop(timeout=5)
+
+    asyncio.run(scenario())
+
+    assert sink.row_ids() == [f"r{i}" for i in range(20)]
+    assert [len(batch.rows) for batch in sink.batches] == [20]
+    assert len(reads) <= 6, reads  # woken by every append, it read twice per append: 40 reads
 
 
 def test_delivered_segments_are_deleted(tmp_path: Path):
