@@ -115,8 +115,8 @@ class SinkRunner:
             self._report_lag()
             # Appends wake only an idle runner. One gathering a batch sleeps to the batch's deadline and
             # then reads all that came meanwhile at once: woken by every append, it read the journal twice
-            # per request, two thread hand-offs each, which cost more than the request itself for small
-            # bodies (bench/RESULTS.md). Cleared before the read, so an append after it is never missed.
+            # per request, a thread hand-off each (6% of the CPU of a one-record request). The event is
+            # cleared before the read, so an append after the read is never missed.
             self._idle = not pending
             self._woken.clear()
             read_from = pending[-1].end if pending else self.position
@@ -127,6 +127,7 @@ class SinkRunner:
                 max_bytes=self.config.batch_max_bytes - sum(entry.size for entry in pending),
             )
             pending += entries
+            self._idle = not pending
             self._oldest = pending[0].appended_at if pending else None
             if pending and self._batch_ready(pending, more=bool(entries)):
                 await self._deliver(pending)
