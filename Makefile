@@ -34,10 +34,12 @@ $(VENV)/.installed-test: pyproject.toml setup.py $(wildcard app/*.pyx) | $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-# The benchmark (bench/RESULTS.md): wrk and hey are Debian packages; py-spy and pyinstrument profile.
+# The benchmark (bench/RESULTS.md): wrk and hey are Debian packages, as is valgrind (instruction counts
+# for bench/instructions.py and bench/compare.py); py-spy and pyinstrument profile.
 bench: $(VENV)/.installed-test
-	command -v wrk >/dev/null && command -v hey >/dev/null || \
-		($$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update -qq && $$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y -qq wrk hey)
+	command -v wrk >/dev/null && command -v hey >/dev/null && command -v valgrind >/dev/null || \
+		($$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update -qq && \
+		$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y -qq wrk hey valgrind)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run
 

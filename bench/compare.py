@@ -8,10 +8,12 @@ directory. The benchmark code stays the current one, so only the receiver differ
         'reuseport-only=62b4863+ca8aae5:app/workers.py,app/cli.py' [--seconds 8]
 
 Per variant: the in-process pipeline (one core, best of several runs, 73 and 3,375 records per
-body), end-to-end records/s and CPU per record (2 workers, wrk, 16 clients, 73-record plain bodies),
-and peak RSS per process while 16 clients post 11 MB bodies. End-to-end figures on this shared
-2-core machine vary by ±20% from run to run, so each variant is run `--rounds` times, round-robin,
-and the medians are shown; the in-process figures (best of several runs) are steadier.
+body), its instructions a record (`bench/instructions.py`, callgrind: the one figure here that does
+not move with the machine; "n/a" without valgrind or for revisions older than the lazy framing),
+end-to-end records/s and CPU per record (2 workers, wrk, 16 clients, 73-record plain bodies), and
+peak RSS per process while 16 clients post 11 MB bodies. End-to-end figures on this shared 2-core
+machine vary by ±20% from run to run, so each variant is run `--rounds` times, round-robin, and the
+medians are shown; the in-process figures (best of several runs) are steadier.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import instructions
 from bench.load import REPOSITORY, tailscribe
 from bench.run import big_body_memory, run_peak, warm_up
 from bench.workload import body, records
@@ -118,6 +122,16 @@ def end_to_end(directory: Path, seconds: int, *, memory: bool) -> dict[str, floa
         receiver.stop()
 
 
+def instruction_count(directory: Path) -> str:
+    """The variant's instructions a record, or "n/a" (no valgrind; a pipeline `bench.inprocess` cannot call)."""
+    if shutil.which("valgrind") is None:
+        return "n/a"
+    try:
+        return f"{instructions.count(directory)[0]:,.0f}"
+    except subprocess.CalledProcessError:
+        return "n/a"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+", help="label=rev or label=rev+rev2:path,path")
@@ -128,6 +142,7 @@ def main() -> None:
         unpacked = [unpack(spec, Path(root)) for spec in args.variants]
         pipelines: dict[str, dict[str, float]] = {label: {} for label, _ in unpacked}
         runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in unpacked}
+        counted = {label: instruction_count(directory) for label, directory in unpacked}
         for round_ in range(args.rounds):  # round-robin, so a slow minute of the machine hits every variant
             for label, directory in unpacked:
                 for count, micros in in_process(directory).items():  # the best of all rounds
@@ -135,10 +150,10 @@ def main() -> None:
                 runs[label].append(end_to_end(directory, args.seconds, memory=round_ == 0))
                 print(f"round {round_ + 1}: {label} {runs[label][-1]}", file=sys.stderr, flush=True)
     print(
-        "| variant | in-process µs/record (73) | (3,375) | end-to-end records/s | CPU µs/record | p99 ms "
-        "| peak RSS MB, 16 × 11 MB |"
+        "| variant | in-process µs/record (73) | (3,375) | instructions/record (73) | end-to-end records/s "
+        "| CPU µs/record | p99 ms | peak RSS MB, 16 × 11 MB |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, _ in unpacked:
         pipeline, measured = pipelines[label], runs[label]
 
@@ -146,7 +161,7 @@ def main() -> None:
             return statistics.median(run[key] for run in measured)
 
         print(
-            f"| {label} | {pipeline['73']:.1f} | {pipeline['3375']:.1f} | {median('rps'):,.0f} "
+            f"| {label} | {pipeline['73']:.1f} | {pipeline['3375']:.1f} | {counted[label]} | {median('rps'):,.0f} "
             f"| {median('cpu_us'):.0f} | {median('p99'):.0f} | {measured[0]['rss']:.0f} |"
         )
 
