@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from app.journal import Entry, Journal, Position
 from app.journal.checkpoints import CheckpointStore
+from app.sinks import runner as runner_module
 from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError, build_sink, sink_class
 from app.sinks.runner import SinkGroup, SinkRunner
 from tests.journal import append_lines
@@ -163,6 +164,34 @@ def test_a_runner_gathering_a_batch_reads_the_journal_at_its_deadline_not_after_
     assert sink.row_ids() == [f"r{i}" for i in range(20)]
     assert [len(batch.rows) for batch in sink.batches] == [20]
     assert len(reads) <= 6, reads  # woken by every append, it read twice per append: 40 reads
+
+
+@pytest.mark.parametrize("limit", [{"batch_max_records": 10}, {"batch_max_bytes": 600}])
+def test_a_runner_gathering_a_batch_delivers_it_as_soon_as_appends_fill_it(
+    tmp_path: Path, limit: dict[str, int], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(runner_module, "IDLE_WAIT", 30.0)  # no periodic read: only the filling append wakes it
+    sink = RecordingSink()
+    journal, group, _ = make(tmp_path, sink, batch_max_age=30, **limit)
+
+    async def scenario() -> list[str]:
+        group.start()
+        await asyncio.sleep(0.05)
+        for i in range(25):  # one at a time, so the runner holds a part of a batch in between
+            await asyncio.to_thread(append_lines, journal, rows(f"r{i:02d}"))
+            await asyncio.sleep(0.01)
+        for _ in range(300):  # 3 s, where the batch's deadline is 30 s away
+            if len(sink.batches) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        delivered = sink.row_ids()
+        await group.stop(timeout=5)
+        return delivered
+
+    delivered = asyncio.run(scenario())
+
+    assert len(sink.batches) >= 2 and all(len(batch.rows) <= 10 for batch in sink.batches)
+    assert len(delivered) >= 16 and delivered == [f"r{i:02d}" for i in range(len(delivered))]
 
 
 def test_delivered_segments_are_deleted(tmp_path: Path):
