@@ -134,9 +134,12 @@ def test_batches_wait_for_batch_max_age_then_go_together(tmp_path: Path):
     assert [len(batch.rows) for batch in sink.batches] == [5]
 
 
-def test_a_runner_gathering_a_batch_reads_the_journal_at_its_deadline_not_after_every_append(tmp_path: Path):
+def test_a_runner_gathering_a_batch_reads_the_journal_at_its_deadline_not_after_every_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(runner_module, "IDLE_WAIT", 30.0)  # no periodic read either: only appends and the deadline
     sink = RecordingSink()
-    journal, group, _ = make(tmp_path, sink, batch_max_age=0.5)
+    journal, group, _ = make(tmp_path, sink, batch_max_age=2.0)  # far beyond the 20 appends, even on a slow machine
     reads: list[int] = []
     read = journal.read
 
@@ -153,7 +156,7 @@ def test_a_runner_gathering_a_batch_reads_the_journal_at_its_deadline_not_after_
         for i in range(20):  # as requests do: each append from a worker thread, which wakes the runner
             await asyncio.to_thread(append_lines, journal, rows(f"r{i}"))
             await asyncio.sleep(0.005)
-        for _ in range(200):
+        for _ in range(600):
             if len(sink.row_ids()) == 20:
                 break
             await asyncio.sleep(0.01)
