@@ -3,7 +3,9 @@
 `validate` and `send` must see the same records the receiver would, so a file goes through the
 receiver's own steps: `decode_body` (gzip and zstd sniffed by their magic bytes, RFC 1952 / RFC 8878)
 then `frame` (concatenated objects, NDJSON, an array or `{"logs": [...]}`), capped by the same
-limits, whose defaults and bounds come from `Settings`.
+limits, whose defaults and bounds come from `Settings`. A record longer than `max_record_bytes` is
+read as `Unparsed` bytes, as the receiver reads it: `validate` reports it quarantined and `send`
+posts it as it is.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from app.ingest.framing import frame
 from app.settings import Settings
 
 LIMIT_HELP: Final[dict[str, str]] = {
-    "max_records": "most records in one file",
-    "max_depth": "deepest JSON nesting of one record",
-    "max_decompressed_bytes": "largest file after decompression, in bytes",
+    "max_records": "most records in one file; a file over it fails as a whole, as a request body would",
+    "max_depth": "deepest JSON nesting of one record; a file over it fails as a whole, as a request body would",
+    "max_decompressed_bytes": "largest file after decompression, in bytes; a file over it fails as a whole",
+    "max_record_bytes": "longest record, in bytes; a longer one is not parsed and fails alone, as in the receiver",
 }
 """The receiver's settings that bound reading one body, applied here to one file, as flags describe them."""
 LIMIT_SETTINGS: Final = tuple(LIMIT_HELP)
@@ -37,6 +40,7 @@ class Limits:
     max_records: int
     max_depth: int
     max_decompressed_bytes: int
+    max_record_bytes: int
 
     @classmethod
     def defaults(cls) -> Limits:
@@ -73,7 +77,12 @@ def read_records(path: Path, limits: Limits) -> list[object]:
     `OSError` (missing or unreadable file) is left to the caller: it is a usage error, not bad data.
     """
     decoded = decode_body(path.read_bytes(), None, limit=limits.max_decompressed_bytes)
-    return frame(decoded, max_records=limits.max_records, max_depth=limits.max_depth)
+    return frame(
+        decoded,
+        max_records=limits.max_records,
+        max_depth=limits.max_depth,
+        max_record_bytes=limits.max_record_bytes,
+    )
 
 
 def load_files(paths: Sequence[Path], limits: Limits) -> Iterator[LoadedFile]:
@@ -98,7 +107,8 @@ def unreadable(paths: Sequence[Path]) -> list[str]:
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--max-records`, `--max-depth`, `--max-decompressed-bytes`, defaulting to and bounded like `Settings`."""
+    """`--max-records`, `--max-depth`, `--max-decompressed-bytes`, `--max-record-bytes`, defaulting to and
+    bounded like `Settings`."""
     for name in LIMIT_SETTINGS:
         field = Settings.model_fields[name]
         parser.add_argument(
@@ -107,7 +117,7 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
             type=_setting_parser(name),
             default=field.default,
             metavar="N",
-            help=f"{LIMIT_HELP[name]}; a file over it fails as a whole, as a request body would (default: %(default)s)",
+            help=f"{LIMIT_HELP[name]} (default: %(default)s)",
         )
 
 

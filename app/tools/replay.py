@@ -23,6 +23,7 @@ import orjson
 from tqdm import tqdm
 
 from app import __version__
+from app.ingest.framing import Unparsed
 from app.tools.delivery import Outcome, RetryPolicy, post
 from app.tools.files import Limits, load_files
 
@@ -155,6 +156,8 @@ def send_files(
                 for record in loaded.records:
                     if isinstance(record, dict):
                         yield str(loaded.path), orjson.dumps(record) + terminator
+                    elif isinstance(record, Unparsed):  # over max_record_bytes: as read, for the receiver to judge
+                        yield str(loaded.path), bytes(record.data) + terminator
                     else:
                         skipped += 1
                 if skipped:

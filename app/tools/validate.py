@@ -96,7 +96,7 @@ def validate_files(
         reports.append(report)
         if loaded.failure is not None:
             continue
-        batch = build_batch(loaded.records, ctx, parse_time)
+        batch = build_batch(loaded.records, ctx, parse_time, max_record_bytes=limits.max_record_bytes)
         report.records = len(loaded.records)
         report.accepted = batch.accepted
         report.failed = len(batch.quarantined)

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 from pathlib import Path
 
 import pytest
 
 from app.errors import FramingError
+from app.ingest.framing import Unparsed
 from app.settings import Settings
 from app.tools.files import Limits, add_limit_arguments, limits_from_args, load_files, read_records, unreadable
 
 
 def test_default_limits_are_the_receivers_defaults(monkeypatch: pytest.MonkeyPatch):
-    for name in ("MAX_RECORDS", "MAX_DEPTH", "MAX_DECOMPRESSED_BYTES"):
+    for name in ("MAX_RECORDS", "MAX_DEPTH", "MAX_DECOMPRESSED_BYTES", "MAX_RECORD_BYTES"):
         monkeypatch.delenv(f"TAILSCRIBE_{name}", raising=False)
     settings = Settings()
 
-    assert Limits.defaults() == Limits(settings.max_records, settings.max_depth, settings.max_decompressed_bytes)
+    assert Limits.defaults() == Limits(
+        settings.max_records, settings.max_depth, settings.max_decompressed_bytes, settings.max_record_bytes
+    )
 
 
 def test_limit_flags_default_to_settings_and_keep_their_bounds():
@@ -27,7 +31,9 @@ def test_limit_flags_default_to_settings_and_keep_their_bounds():
 
     assert limits_from_args(parser.parse_args([])) == Limits.defaults()
     assert limits_from_args(parser.parse_args(["--max-depth", "3"])).max_depth == 3
-    for bad in (["--max-records", "0"], ["--max-depth", "1"], ["--max-decompressed-bytes", "lots"]):
+    assert limits_from_args(parser.parse_args(["--max-record-bytes", "500"])).max_record_bytes == 500
+    bad_values = (["--max-records", "0"], ["--max-depth", "1"], ["--max-decompressed-bytes", "lots"])
+    for bad in (*bad_values, ["--max-record-bytes", "0"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
 
@@ -37,6 +43,18 @@ def test_a_multi_member_gzip_file_is_read_whole_without_its_extension(tmp_path: 
     path.write_bytes(gzip.compress(b'{"a":1}') + gzip.compress(b'{"a":2}'))
 
     assert read_records(path, Limits.defaults()) == [{"a": 1}, {"a": 2}]
+
+
+def test_a_record_over_max_record_bytes_is_read_unparsed_as_the_receiver_reads_it(tmp_path: Path):
+    path = tmp_path / "records.ndjson"
+    huge = b'{"time":1,"event":{"nodeId":"' + b"n" * 600 + b'"}}'
+    path.write_bytes(b'{"a":1}\n' + huge + b'\n{"a":2}\n')
+    limits = dataclasses.replace(Limits.defaults(), max_record_bytes=500)
+
+    first, unparsed, last = read_records(path, limits)
+
+    assert (first, last) == ({"a": 1}, {"a": 2})
+    assert isinstance(unparsed, Unparsed) and bytes(unparsed.data) == huge
 
 
 def test_bad_data_fails_its_own_file_only(tmp_path: Path):

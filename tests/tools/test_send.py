@@ -169,6 +169,17 @@ def test_values_that_are_not_objects_are_not_sent_and_fail_the_run(stub: Stub, t
     assert len(stub.received) == 1
 
 
+def test_a_record_over_max_record_bytes_is_sent_as_read_for_the_receiver_to_judge(stub: Stub, tmp_path: Path):
+    path = tmp_path / "records.ndjson"
+    big = b'{"time":1,"event":{"nodeId":"' + b"n" * 2_000 + b'"}}'
+    path.write_bytes(b'{"a":1}\n' + big + b"\n")
+
+    code = run(path, "--url", stub.url, "--token", TOKEN, "--max-record-bytes", "1000", "--format", "ndjson")
+
+    assert code == EXIT_OK
+    assert b"".join(request.body for request in stub.received) == b'{"a":1}\n' + big + b"\n"
+
+
 def test_an_unreadable_file_or_bad_data_file(stub: Stub, tmp_path: Path):
     broken = tmp_path / "broken.json"
     broken.write_bytes(b'{"time":')

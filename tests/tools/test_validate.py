@@ -154,6 +154,23 @@ def test_a_file_over_max_records_fails_as_a_whole(mixed: Path, capsys: pytest.Ca
     assert "file failed (too_many_records)" in capsys.readouterr().out
 
 
+def test_a_record_over_max_record_bytes_fails_alone_unparsed_as_in_the_receiver(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    path, failures = tmp_path / "records.json", tmp_path / "failed.ndjson"
+    big = envelope(network_event("big"))
+    big["event"]["note"] = "x" * 2_000
+    path.write_bytes(concatenated([envelope(network_event("n1")), big]))
+
+    code = run(path, "--max-record-bytes", "1500", "--failures", failures)
+
+    assert code == EXIT_FAILED
+    assert "record_too_large" in capsys.readouterr().out
+    (failed,) = [orjson.loads(line) for line in failures.read_bytes().splitlines()]
+    assert failed["record"] is None and orjson.loads(failed["raw"]) == big  # kept as read, never parsed
+    assert failed["errors"][0]["type"] == "record_too_large"
+
+
 def test_an_unreadable_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert run(tmp_path / "missing.json") == EXIT_USAGE
     assert f"cannot read {tmp_path / 'missing.json'}" in capsys.readouterr().err
