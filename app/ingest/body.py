@@ -38,7 +38,7 @@ async def read_capped(
     """
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise BodyTooLarge(_too_large(f"Content-Length {content_length}", limit))
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_THRESHOLD, dir=spool_dir)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_THRESHOLD, dir=str(spool_dir))
     try:
         size = 0
         async for chunk in chunks:

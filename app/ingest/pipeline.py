@@ -177,7 +177,7 @@ def count_outcomes(batch: Batch) -> None:
         if count:
             RECORDS.labels(PANTHER_LOG_TYPES[log_type], "accepted").inc(count)
     for row in batch.quarantined:
-        log_type = row["p_log_type"] or "unknown"
-        RECORDS.labels(log_type, "quarantined").inc()
+        label = row["p_log_type"] or "unknown"
+        RECORDS.labels(label, "quarantined").inc()
         for error in row["errors"]:
-            VALIDATION_ERRORS.labels(log_type, error["type"]).inc()
+            VALIDATION_ERRORS.labels(label, error["type"]).inc()
