@@ -111,14 +111,35 @@ class NatsServer:
         self.start()
 
     def pause(self) -> None:
-        """Freeze the process (SIGSTOP): connections stay open but nothing answers, like a hung server."""
+        """Freeze the process (SIGSTOP): connections stay open but nothing answers, like a hung server.
+
+        Returns once every thread of the server is stopped: the signal takes effect only when the kernel
+        next runs each of them, and on a loaded machine a request sent at once was answered first (CI
+        saw a write that should have timed out succeed)."""
         if self.process is not None:
             self.process.send_signal(signal.SIGSTOP)
+            _wait_stopped(self.process.pid)
 
     def resume(self) -> None:
         """Undo `pause()` (SIGCONT)."""
         if self.process is not None:
             self.process.send_signal(signal.SIGCONT)
+
+
+def _wait_stopped(pid: int, timeout: float = 10.0) -> None:
+    """Wait until every thread of `pid` is in the stopped state (`T` in /proc/<pid>/task/*/stat)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:  # a thread that ended meanwhile needs no stopping
+                continue
+        if all(state == "T" for state in states):
+            return
+        time.sleep(0.005)
+    raise RuntimeError(f"nats-server (pid {pid}) did not stop within {timeout}s of SIGSTOP")
 
 
 def running_nats_server(directory: Path, args: Sequence[str] = ()) -> AbstractContextManager[NatsServer]:
