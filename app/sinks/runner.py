@@ -97,8 +97,8 @@ class SinkRunner:
         gathering a batch is woken only once the journal holds enough to fill it; until then it reads
         at the batch's deadline (`_drain`).
         """
-        self._report_lag()
         full_at, end = self._full_at, self.journal.durable_end
+        self._report_lag(end)
         if full_at is None or end.segment != full_at.segment or end.offset >= full_at.offset or end.seq >= full_at.seq:
             self._loop.call_soon_threadsafe(self._woken.set)
 
@@ -120,21 +120,16 @@ class SinkRunner:
             # read the journal twice per request, a thread hand-off each (6% of the CPU of a one-record
             # request). Otherwise it reads at the batch's deadline. The event is cleared before the
             # read, so an append after the read is never missed.
-            self._full_at = self._filled_by(pending)
             self._woken.clear()
             read_from = pending[-1].end if pending else self.position
-            entries = await run_in_threadpool(
-                self.journal.read,
-                read_from,
-                max_records=self.config.batch_max_records - sum(len(entry.lines) for entry in pending),
-                max_bytes=self.config.batch_max_bytes - sum(entry.size for entry in pending),
-            )
+            rows, size = self._room(pending)
+            entries = await run_in_threadpool(self.journal.read, read_from, max_records=rows, max_bytes=size)
             pending += entries
             self._full_at = self._filled_by(pending)
             self._oldest = pending[0].appended_at if pending else None
             if pending and self._batch_ready(pending, more=bool(entries)):
                 await self._deliver(pending)
-                pending = []
+                pending, self._full_at = [], None
                 continue
             # A batch that is not ready holds everything durable, within its limits: wait for more.
             timeout = (
@@ -147,6 +142,11 @@ class SinkRunner:
         if pending:
             await self._deliver(pending)
 
+    def _room(self, pending: list[Entry]) -> tuple[int, int]:
+        """Rows and bytes the batch being gathered can still take (at most 0 when it is full)."""
+        rows = self.config.batch_max_records - sum(len(entry.lines) for entry in pending)
+        return rows, self.config.batch_max_bytes - sum(entry.size for entry in pending)
+
     def _filled_by(self, pending: list[Entry]) -> Position | None:
         """Where the journal's durable end, reaching it, holds a full batch with `pending`'s rows: the
         same place for every read of one batch. None for no rows, when any append is worth a read.
@@ -156,18 +156,12 @@ class SinkRunner:
         if not pending:
             return None
         end = pending[-1].end
-        records = sum(len(entry.lines) for entry in pending)
-        size = sum(entry.size for entry in pending)
-        return Position(
-            end.segment,
-            end.offset + self.config.batch_max_bytes - size,
-            end.seq + self.config.batch_max_records - records,
-        )
+        rows, size = self._room(pending)
+        return Position(end.segment, end.offset + size, end.seq + rows)
 
     def _batch_ready(self, pending: list[Entry], *, more: bool) -> bool:
-        records = sum(len(entry.lines) for entry in pending)
-        size = sum(entry.size for entry in pending)
-        if records >= self.config.batch_max_records or size >= self.config.batch_max_bytes:
+        rows, size = self._room(pending)
+        if rows <= 0 or size <= 0:
             return True
         if time.time() - pending[0].appended_at >= self.config.batch_max_age:
             return True
@@ -232,8 +226,9 @@ class SinkRunner:
                     raise
                 await asyncio.sleep(delay)
 
-    def _report_lag(self) -> None:
-        records = self.journal.durable_end.seq - self.position.seq
+    def _report_lag(self, durable_end: Position | None = None) -> None:
+        """Set this runner's lag gauges; `durable_end` spares a second read of it by a caller that has it."""
+        records = (durable_end or self.journal.durable_end).seq - self.position.seq
         LAGS.report(self.config.name, id(self), records, time.time() - self._oldest if self._oldest else 0.0)
 
     def stop(self) -> None:
