@@ -42,7 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     authenticator = Authenticator(settings.effective_sources())
     sinks = build_sinks(settings)
     GuardedHttpToolsProtocol.configure(
-        header_timeout=settings.header_timeout, max_header_bytes=settings.max_header_bytes
+        header_timeout=settings.header_timeout,
+        max_header_bytes=settings.max_header_bytes,
+        balance_workers=settings.workers if settings.rebalance_connections else 1,
     )
 
     @asynccontextmanager

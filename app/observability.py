@@ -40,6 +40,11 @@ VALIDATION_ERRORS = Counter(
 )
 AUTH_FAILURES = Counter("tailscribe_auth_failures", "Requests refused for authentication, by reason.", ["reason"])
 REJECTIONS = Counter("tailscribe_rejected_requests", "Requests refused as a whole, by reason.", ["reason"])
+CONNECTIONS_REBALANCED = Counter(
+    "tailscribe_connections_rebalanced",
+    "Keep-alive connections closed after an answer because their worker held more than its share.",
+    [],
+)
 STORAGE_ERRORS = Counter("tailscribe_storage_errors", "Writes to the data directory that failed.", [])
 STORAGE_WRITE = Histogram(
     "tailscribe_storage_write_seconds",
@@ -75,6 +80,7 @@ METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     VALIDATION_ERRORS,
     AUTH_FAILURES,
     REJECTIONS,
+    CONNECTIONS_REBALANCED,
     STORAGE_ERRORS,
     STORAGE_WRITE,
     JOURNAL_BYTES,

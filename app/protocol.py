@@ -14,6 +14,10 @@ Here the 400 is JSON like every other refusal, and waits for the answers of the 
 Every refusal made at this level is logged as a "request refused" event and counted in
 `tailscribe_rejected_requests{reason}`, since the application (and its access log) never sees it.
 
+With several workers, the protocol also keeps the worker's share of connections even
+(`app.balancing`): it counts the connections it holds, and a request that arrives while the worker
+holds more than its share is answered with `Connection: close`.
+
 uvicorn takes the class where it takes "httptools" (`uvicorn.run(..., http=GuardedHttpToolsProtocol)`)
 and pickles it by reference for its workers, so the limits are class attributes: `create_app`
 sets them from the settings in every process, before the first connection.
@@ -27,7 +31,8 @@ from typing import ClassVar, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.observability import REJECTIONS, log_event
+from app.balancing import ConnectionBalancer
+from app.observability import CONNECTIONS_REBALANCED, REJECTIONS, log_event
 
 _END: Final = b"\r\n\r\n"
 LINGER: Final = 1.0
@@ -41,11 +46,14 @@ MALFORMED: Final = "malformed_http"
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout: ClassVar[float] = 10.0
     max_header_bytes: ClassVar[int] = 64 * 1024
+    balancer: ClassVar[ConnectionBalancer | None] = None
 
     @classmethod
-    def configure(cls, *, header_timeout: float, max_header_bytes: int) -> None:
+    def configure(cls, *, header_timeout: float, max_header_bytes: int, balance_workers: int = 1) -> None:
+        """Set the limits; `balance_workers` > 1 keeps this worker's share of connections even."""
         cls.header_timeout = header_timeout
         cls.max_header_bytes = max_header_bytes
+        cls.balancer = ConnectionBalancer(balance_workers) if balance_workers > 1 else None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -59,10 +67,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.balancer is not None:
+            self.balancer.opened(transport.get_extra_info("sockname")[1])
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.balancer is not None:
+            self.balancer.closed()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -89,6 +101,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._disarm()
         super().on_headers_complete()
+        if self.balancer is not None and self.cycle.keep_alive and self.balancer.should_close(self.loop.time()):
+            # uvicorn's own way to end a connection gracefully (its `shutdown`): the answer to this
+            # request carries `Connection: close`, and the connection closes once it is sent.
+            self.cycle.keep_alive = False
+            CONNECTIONS_REBALANCED.inc()
+            log_event(logging.DEBUG, "connection rebalanced", held=self.balancer.held)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

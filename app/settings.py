@@ -166,6 +166,12 @@ class Settings(BaseSettings):
         description="Pin each worker to a CPU of its own when there is a worker for every CPU the process may "
         "use: more records/s at peak, but a worker can no longer move off a CPU that stalls.",
     )
+    rebalance_connections: bool = Field(
+        True,
+        description="With several workers, a worker holding more than its share of the port's connections "
+        "closes the extra ones after answering a request on them (Connection: close), so their clients "
+        "reconnect and the kernel spreads them anew.",
+    )
     journal_max_bytes: int = Field(
         2048 * MiB, gt=0, description="Journal size at which ingest answers 503 + Retry-After until sinks catch up."
     )

@@ -23,6 +23,8 @@ from typing import Final
 
 import httpx
 
+from app.balancing import LISTEN, tcp_sockets
+
 TOKEN: Final = "bench-token-0123456789"
 LUA: Final = Path(__file__).with_name("post.lua")
 REPOSITORY: Final = Path(__file__).parent.parent
@@ -30,12 +32,10 @@ CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
 def listening_inodes(port: int) -> set[int]:
-    """Inodes of the TCP sockets listening on 127.0.0.1:`port` (state 0A in /proc/net/tcp).
+    """Inodes of the TCP sockets listening on `port`: one per worker with SO_REUSEPORT (app/workers.py).
 
-    One per worker with SO_REUSEPORT (app/workers.py); the e2e tests use it too."""
-    local = f"0100007F:{port:04X}"
-    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
-    return {int(row[9]) for row in rows if row[1] == local and row[3] == "0A"}
+    The e2e tests use it too."""
+    return {entry.inode for entry in tcp_sockets(port) if entry.state == LISTEN}
 
 
 def free_port() -> int:
