@@ -13,6 +13,11 @@ request's accepted rows:
 `checksum` is XXH3-64 (https://xxhash.com) of the first 24 header bytes and the payload, so a torn
 write (a crash or power loss part-way) is detected wherever it cut, and recovery truncates the
 segment's tail back to the last whole entry.
+
+A segment file may be a recycled one (`app.journal`, "Recycling"): past its last entry it can still
+hold entries of its previous life, whole and with valid checksums. Those are told apart by their
+sequence numbers: each entry's `first_seq` must be the one the entry before it ends at (the
+segment's name for the first), and the old entries' numbers are all lower.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ HEADER: Final = struct.Struct("<IIQdQ")
 CHECKED: Final = struct.Struct("<IIQd")
 """The header fields covered by the checksum (all but the checksum itself)."""
 SEGMENT_SUFFIX: Final = ".log"
+SPARE_SUFFIX: Final = ".spare"
+"""A released segment kept for reuse as a later segment's file."""
 MAX_ENTRY_BYTES: Final = 1 << 31
 """Larger lengths cannot come from a real entry: a header claiming one is torn or corrupt."""
 
@@ -83,15 +90,16 @@ def list_segments(directory: Path) -> list[int]:
 
 
 def read_entries(path: Path, start: Position, end_offset: int) -> Iterator[Entry]:
-    """The whole, valid entries of one segment from `start.offset` up to `end_offset` bytes."""
+    """The whole, valid entries of one segment from `start.offset` up to `end_offset` bytes, numbered on
+    from `start.seq`."""
     with path.open("rb") as segment:
         segment.seek(start.offset)
         offset, seq = start.offset, start.seq
         while offset + HEADER.size <= end_offset:
             header = segment.read(HEADER.size)
             length, count, first_seq, appended_at, expected = HEADER.unpack(header)
-            if length > MAX_ENTRY_BYTES or offset + HEADER.size + length > end_offset:
-                return
+            if first_seq != seq or length > MAX_ENTRY_BYTES or offset + HEADER.size + length > end_offset:
+                return  # a previous life's entry (recycled file), or a corrupt header
             payload = segment.read(length)
             if len(payload) < length or checksum(header[: CHECKED.size], payload) != expected:
                 return
@@ -102,8 +110,17 @@ def read_entries(path: Path, start: Position, end_offset: int) -> Iterator[Entry
             )
 
 
+def spare_path(directory: Path, first_seq: int) -> Path:
+    return directory / f"{first_seq:020d}{SPARE_SUFFIX}"
+
+
+def list_spares(directory: Path) -> list[Path]:
+    return sorted(directory.glob(f"*{SPARE_SUFFIX}"))
+
+
 def recover_tail(path: Path, first_seq: int) -> Position:
-    """Truncate a torn or corrupt tail off the segment; return the position just after its last whole entry."""
+    """Truncate a torn or corrupt tail, or a recycled file's old entries, off the segment; return the
+    position just after its last whole entry."""
     size = path.stat().st_size
     position = Position(first_seq, 0, first_seq)
     for entry in read_entries(path, position, size):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from app.errors import StorageUnavailable
-from app.journal import Journal, JournalFull, Position
+from app.journal import SPARES, Journal, JournalFull, Position
 from app.journal.checkpoints import CheckpointStore, Slot, undelivered_bytes
-from app.journal.format import HEADER, list_segments, segment_path
+from app.journal.format import HEADER, list_segments, list_spares, segment_path
 from tests.journal import append_lines
 
 
@@ -155,7 +155,7 @@ def test_release_keeps_segments_a_reader_still_needs(tmp_path: Path):
 
 def test_appends_go_on_while_a_release_removes_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     j = journal(tmp_path, segment_bytes=100)
-    for _ in range(3):
+    for _ in range(SPARES + 2):  # one segment each: the release keeps SPARES of them and deletes one
         append_lines(j, [b"z" * 80])
     unlinking, finish = threading.Event(), threading.Event()
     unlink = Path.unlink
@@ -182,6 +182,80 @@ def test_appends_go_on_while_a_release_removes_segments(tmp_path: Path, monkeypa
     assert not appended.is_alive() and still_releasing
     assert list_segments(tmp_path)[0] == checkpoint.segment
     assert all_lines(j, j.first_position)[-1] == b'{"during":1}'
+
+
+def lines(tag: str, count: int) -> list[list[bytes]]:
+    """`count` one-row entries of 80 bytes each: equal sizes, so a new entry exactly covers an old one."""
+    return [[f'{{"{tag}":{n:03d}}}'.encode().ljust(80, b" ")] for n in range(count)]
+
+
+def test_released_segments_are_recycled_and_their_old_entries_never_read(tmp_path: Path):
+    j = journal(tmp_path, segment_bytes=300)  # three 113-byte entries a segment
+    for entry in lines("old", 12):
+        append_lines(j, entry)
+    passed = list_segments(tmp_path)[:-1]
+    j.release([j.durable_end])
+    spares = list_spares(tmp_path)
+    assert len(spares) == SPARES and len(list_segments(tmp_path)) == 1
+    assert {spare.stem for spare in spares} <= {f"{first:020d}" for first in passed}
+    spare_inodes = {spare.stat().st_ino for spare in spares}
+
+    start = j.durable_end
+    for entry in lines("new", 7):
+        append_lines(j, entry)
+
+    assert list_spares(tmp_path) == []
+    reused = {segment_path(tmp_path, first).stat().st_ino for first in list_segments(tmp_path)}
+    assert spare_inodes <= reused
+    assert all_lines(j, start) == [entry[0] for entry in lines("new", 7)]
+    end = j.durable_end
+    j.close()
+    # Closed, every segment file is exactly its entries: nothing of a previous life is left behind.
+    assert all(segment_path(tmp_path, first).stat().st_size % 113 == 0 for first in list_segments(tmp_path))
+    reopened = journal(tmp_path, segment_bytes=300)
+    assert reopened.durable_end == end
+    assert all_lines(reopened, start) == [entry[0] for entry in lines("new", 7)]
+
+
+def test_a_crash_in_a_recycled_segment_recovers_this_lifes_entries_only(tmp_path: Path):
+    """The old entries past the new ones are whole, checksums and all: only their numbers give them away."""
+    j = journal(tmp_path, segment_bytes=300)
+    for entry in lines("old", 6):  # two segments of three entries, the second still being written
+        append_lines(j, entry)
+    j.release([j.durable_end])  # the first becomes a spare
+    start = j.durable_end
+    append_lines(j, *lines("new", 1))  # starts a segment in the spare's file, over its first old entry
+    crashed = j.durable_end
+    tail = segment_path(tmp_path, crashed.segment)
+    assert tail.stat().st_size == 3 * 113  # one new entry, then two old ones
+
+    reopened = journal(tmp_path, segment_bytes=300)  # without close: as after a crash
+
+    assert reopened.durable_end == crashed
+    assert tail.stat().st_size == 113
+    assert all_lines(reopened, start) == lines("new", 1)[0]
+    append_lines(reopened, [b'{"after":1}'])
+    assert all_lines(reopened, start) == [*lines("new", 1)[0], b'{"after":1}']
+    assert reopened.durable_end.seq == crashed.seq + 1
+
+
+def test_a_finished_segment_left_uncut_by_a_crash_is_recovered_on_reopen(tmp_path: Path):
+    """A crash between finishing a segment and fsyncing its cut: its old entries must not count."""
+    j = journal(tmp_path, segment_bytes=300)
+    for entry in lines("a", 4):
+        append_lines(j, entry)
+    j.close()
+    first, _ = list_segments(tmp_path)
+    finished = segment_path(tmp_path, first)
+    size = finished.stat().st_size
+    with finished.open("ab") as segment:  # a whole entry of an earlier life, as an uncut recycled file holds
+        segment.write(finished.read_bytes()[:113])
+
+    reopened = journal(tmp_path, segment_bytes=300)
+
+    assert finished.stat().st_size == size
+    assert reopened.total_bytes == size + 113
+    assert all_lines(reopened) == [entry[0] for entry in lines("a", 4)]
 
 
 def test_checkpoints_round_trip(tmp_path: Path):
