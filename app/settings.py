@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     )
     journal_segment_bytes: int = Field(64 * MiB, gt=0, description="Size at which a new journal segment starts.")
     journal_retention: float = Field(
-        0.0, ge=0, description="Seconds a fully delivered journal segment is kept before it is deleted."
+        0.0, ge=0, description="Seconds a fully delivered journal segment is kept before it is recycled or deleted."
     )
     sinks: list[dict[str, Any]] = Field(
         default_factory=list,
