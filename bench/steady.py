@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.steady before=f3404e2 after=64b0e87 [--rate 8000] [--seconds 45] [--rounds 3]
 
 `bench/compare.py` measures peak throughput in 8-second runs: too short for a worker's journal to
-fill a 64 MiB segment, release it and start another (about 8 s each at 8,000 records/s over two
+fill a 64 MiB segment, release it and start another (about 4 s each at 8,000 records/s over two
 workers), and a closed loop says little about latency. Here each variant (`label=rev`, as in
 `bench.compare`) gets two seconds of warm-up, then `--seconds` of open-loop load at `--rate`
 records/s (73-record bodies, 16 hey clients, `bench.load.hey`). Rounds alternate the variants'
