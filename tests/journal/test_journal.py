@@ -89,15 +89,15 @@ def test_a_corrupted_entry_and_everything_after_it_is_cut(tmp_path: Path):
 def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     j = journal(tmp_path)
     calls = {"fsync": 0}
-    real_fsync = os.fsync
+    real_fdatasync = os.fdatasync
     gate = threading.Event()
 
-    def slow_fsync(fd: int) -> None:
+    def slow_fdatasync(fd: int) -> None:
         calls["fsync"] += 1
-        gate.wait(0.05)  # while one fsync runs, the other appenders queue up behind it
-        real_fsync(fd)
+        gate.wait(0.05)  # while one sync runs, the other appenders queue up behind it
+        real_fdatasync(fd)
 
-    monkeypatch.setattr(os, "fsync", slow_fsync)
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
     threads = [threading.Thread(target=j.append, args=(f'{{"t":{n}}}\n'.encode(), 1)) for n in range(40)]
     for thread in threads:
         thread.start()
@@ -115,7 +115,7 @@ def test_failed_fsync_fails_the_append_and_leaves_nothing_behind(tmp_path: Path,
     def broken(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(os, "fsync", broken)
+    monkeypatch.setattr(os, "fdatasync", broken)
     with pytest.raises(StorageUnavailable):
         append_lines(j, [b'{"lost":2}'])
     monkeypatch.undo()
