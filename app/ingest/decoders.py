@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import zstandard
 
@@ -46,10 +46,16 @@ carried over from the previous slice: (128 + 1) * 128 KiB ≈ 16.1 MiB per call,
 """
 
 
+Chunk = bytes | memoryview
+"""A piece of a body: slices of the raw body are memoryviews, not copies, and the identity decoder
+hands them on as they are."""
+ChunkT = TypeVar("ChunkT", bound=Chunk)
+
+
 class Decoder(Protocol):
     """One Content-Encoding undone incrementally: feed raw chunks, then flush once at the end."""
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode(self, chunk: Chunk) -> Chunk:
         """Decode the next raw chunk; may return b"" while a frame or header is incomplete."""
         ...
 
@@ -76,7 +82,7 @@ class _OutputCap:
     def room(self) -> int:
         return self.limit - self.total
 
-    def take(self, data: bytes) -> bytes:
+    def take(self, data: ChunkT) -> ChunkT:
         self.total += len(data)
         if self.total > self.limit:
             raise DecompressedTooLarge(
@@ -86,7 +92,7 @@ class _OutputCap:
         return data
 
 
-def _inflate(inflater: zlib._Decompress, data: bytes, cap: _OutputCap) -> bytes:
+def _inflate(inflater: zlib._Decompress, data: Chunk, cap: _OutputCap) -> bytes:
     # Asking for one byte more than the room left means a full-length answer is always over the limit,
     # so input zlib left behind in `unconsumed_tail` never needs decoding: the caller raises instead.
     try:
@@ -106,7 +112,7 @@ class IdentityDecoder:
     def __init__(self, limit: int) -> None:
         self._cap = _OutputCap(limit, "identity")
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode(self, chunk: Chunk) -> Chunk:
         return self._cap.take(chunk)
 
     def flush(self) -> bytes:
@@ -120,7 +126,7 @@ class GzipDecoder:
         self._cap = _OutputCap(limit, "gzip")
         self._member: zlib._Decompress | None = None
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode(self, chunk: Chunk) -> Chunk:
         out: list[bytes] = []
         data = chunk
         while data:
@@ -154,7 +160,7 @@ class DeflateDecoder:
         self._head = b""
         self._inflater: zlib._Decompress | None = None
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode(self, chunk: Chunk) -> Chunk:
         if self._inflater is None:
             self._head += chunk
             if len(self._head) < 2:
@@ -184,7 +190,7 @@ class ZstdDecoder:
         self._head = b""  # the current frame's first bytes: its header declares its content size
         self._produced = 0
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode(self, chunk: Chunk) -> Chunk:
         out: list[bytes] = []
         for start in range(0, len(chunk), _ZSTD_SLICE):
             data = chunk[start : start + _ZSTD_SLICE]
@@ -241,7 +247,7 @@ class SniffingDecoder:
         self._head = b""
         self._inner: Decoder | None = None
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode(self, chunk: Chunk) -> Chunk:
         if self._inner is None:
             self._head += chunk
             factory = self._choose(self._head)
@@ -255,7 +261,7 @@ class SniffingDecoder:
         if self._inner is None:
             # Too short to hold a magic number, so it cannot be compressed.
             self._inner = IdentityDecoder(self._limit)
-            return self._inner.decode(self._head) + self._inner.flush()
+            return b"".join((self._inner.decode(self._head), self._inner.flush()))
         return self._inner.flush()
 
     def _choose(self, head: bytes) -> DecoderFactory | None:
@@ -274,7 +280,7 @@ class StackedDecoder:
     def __init__(self, stages: list[Decoder]) -> None:
         self._stages = stages
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode(self, chunk: Chunk) -> Chunk:
         for stage in self._stages:
             chunk = stage.decode(chunk)
         return chunk
@@ -283,7 +289,7 @@ class StackedDecoder:
         # Each stage's tail is the next stage's last input.
         data = b""
         for stage in self._stages:
-            data = stage.decode(data) + stage.flush()
+            data = b"".join((stage.decode(data), stage.flush()))
         return data
 
 
