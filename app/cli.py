@@ -16,7 +16,7 @@ import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import orjson
 import uvicorn
@@ -108,7 +108,7 @@ def serve(settings: Settings) -> int:
     # found; with the default handler the process would die by the signal instead of exiting 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda signum, frame: None)
-    options = {
+    options: dict[str, Any] = {  # uvicorn.Config's keyword arguments, for uvicorn.run too
         "host": settings.host,
         "port": settings.port,
         "ssl_certfile": settings.tls_cert,

@@ -64,9 +64,10 @@ def render(text: str) -> str:
     tables = {"settings": settings_table(), "sources": sources_table(), "metrics": metrics_table()}
     for name in SECTIONS:
         pattern = re.compile(rf"(<!-- reference:{name} -->\n).*?(<!-- /reference:{name} -->)", re.DOTALL)
-        if not pattern.search(text):
+        section = pattern.search(text)
+        if section is None:
             raise ValueError(f"README has no <!-- reference:{name} --> section")
-        text = pattern.sub(lambda match, table=tables[name]: match.group(1) + table + "\n" + match.group(2), text)
+        text = text[: section.end(1)] + tables[name] + "\n" + text[section.start(2) :]
     return text
 
 
