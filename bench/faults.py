@@ -90,8 +90,9 @@ def row_id(row: dict[str, Any]) -> str:
 # --- the receiver and what it stored -------------------------------------------------------------
 
 
-def config_file(path: Path, nats_url: str) -> Path:
-    lines = ["[[sinks]]", 'type = "archive"', "[[sinks]]", 'type = "nats"', f'servers = ["{nats_url}"]']
+def config_file(path: Path, nats_url: str, *, segment_bytes: int | None = None) -> Path:
+    lines = [f"journal_segment_bytes = {segment_bytes}"] if segment_bytes else []
+    lines += ["[[sinks]]", 'type = "archive"', "[[sinks]]", 'type = "nats"', f'servers = ["{nats_url}"]']
     lines += ["connect_timeout = 2", "publish_timeout = 5", "reconnect_wait = 0.5"]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -394,9 +395,11 @@ def kill9(args: argparse.Namespace, work: Path) -> bool:
     rng = random.Random(args.seed)
     nats_server = NatsServer(work / "nats-store")
     nats_server.start()
-    config = config_file(work / "tailscribe.toml", nats_server.url)
+    config = config_file(work / "tailscribe.toml", nats_server.url, segment_bytes=args.journal_segment_bytes)
     results: list[dict[str, Any]] = []
     shape = f"{args.clients} clients, {args.workers} → {args.restart_workers or args.workers} workers"
+    if args.journal_segment_bytes:
+        shape += f", {args.journal_segment_bytes:,}-byte journal segments"
     say(f"## kill9: {args.rounds} rounds of {args.round_seconds:g} s, {shape}, seed {args.seed}\n")
     try:
         for number in range(1, args.rounds + 1):
@@ -763,6 +766,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     k9.add_argument("--fresh", action="store_true", help="a new data directory for each round")
     k9.add_argument("--workers", type=int, default=1, help="worker processes of the receiver each round starts")
     k9.add_argument("--restart-workers", type=int, help="worker processes after the kill (default: --workers)")
+    k9.add_argument(
+        "--journal-segment-bytes",
+        type=int,
+        help="small segments roll, are released and recycled many times a round (the receiver's default: 64 MiB)",
+    )
     sk = commands.add_parser("soak", help="mixed load for a long time while the NATS sink flaps")
     sk.add_argument("--seconds", type=float, default=600.0)
     sk.add_argument("--flap-seconds", type=float, default=30.0)
