@@ -19,7 +19,6 @@ import argparse
 import re
 import tempfile
 import threading
-from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -29,6 +28,7 @@ from bench.compare import unpack
 from bench.load import Receiver, hey, tailscribe
 from bench.run import warm_up
 from bench.workload import body, records
+from tests.e2e.conftest import socket_inodes
 
 CLIENTS = 16
 BUCKET = re.compile(r'tailscribe_storage_write_seconds_bucket\{le="([^"]+)"\} (\S+)')
@@ -43,16 +43,8 @@ def journal_writes(receiver: Receiver) -> dict[str, float]:
 def split(receiver: Receiver) -> str:
     """Established connections per worker, most first: which worker holds each server-side socket."""
     inodes = {entry.inode for entry in tcp_sockets(receiver.port) if entry.state == ESTABLISHED}
-    held: Counter[int] = Counter()
-    for pid in receiver.pids():
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = fd.readlink().name
-            except OSError:
-                continue
-            if target.startswith("socket:[") and int(target[8:-1]) in inodes:
-                held[pid] += 1
-    return "/".join(str(count) for count in sorted(held.values(), reverse=True))
+    held = [len(socket_inodes(pid) & inodes) for pid in receiver.pids()]
+    return "/".join(str(count) for count in sorted(held, reverse=True) if count)
 
 
 def run(directory: Path, rate: float, seconds: int) -> str:
