@@ -278,6 +278,16 @@ class Journal:
             if removed:
                 fsync_dir(self.directory)
 
+    def drop_spares(self) -> None:
+        """Delete the spare files, for a journal nothing will append to: an adopted slot, once drained,
+        would otherwise keep up to `SPARES` segments of disk until a worker claims it again."""
+        with self._cond:  # a roll takes spares under this lock
+            spares = list_spares(self.directory)
+            for spare in spares:
+                spare.unlink()
+            if spares:
+                fsync_dir(self.directory)
+
     def _report(self) -> None:
         """Update this journal's share of the journal gauges; called with the lock held.
 

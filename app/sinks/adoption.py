@@ -9,9 +9,9 @@ alone, even though its last segment stays on disk.
 
 An adopted slot gets a drain-only `SinkGroup` with its own checkpoints and sinks built afresh: sinks
 keep per-stream state and expect one runner each. Nothing is ever appended to it. Once every runner
-has nothing left to read, the group stops, the journal is closed and the lock let go, so a worker can
-claim the directory again. A stop first (shutdown) leaves the rest for the next run, as it does for a
-process's own slot.
+has nothing left to read, the journal's spare segment files are deleted, the group stops, the
+journal is closed and the lock let go, so a worker can claim the directory again. A stop first
+(shutdown) leaves the rest for the next run, as it does for a process's own slot.
 
 Siblings start together and each takes the first free slot, so a sibling starting while this process
 holds a slot (to look at it for a moment, or to drain it) takes the next free number instead. Slot
@@ -118,6 +118,7 @@ class SlotAdopter:
                 while not self._stopping.is_set():
                     # Nothing is appended to an adopted journal, so once caught up it stays so.
                     if drained := await run_in_threadpool(group.caught_up):
+                        await run_in_threadpool(group.journal.drop_spares)
                         break
                     with suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=IDLE_WAIT)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import orjson
 
-from app.journal import Journal
+from app.journal import SPARES, Journal
 from app.journal.checkpoints import CheckpointStore, Slot
+from app.journal.format import list_spares
 from app.settings import Settings
 from app.sinks.adoption import SlotAdopter
 from tests.journal import append_lines, lock_is_free
@@ -56,6 +57,36 @@ def test_an_orphaned_slot_is_drained_into_the_archive_then_released(tmp_path: Pa
 
     assert asyncio.run(adopt()), f"slot-1 was not drained and released: {archived_ids(tmp_path)}"
     assert CheckpointStore(orphan / "checkpoints").load("archive") == left.durable_end
+    own.release()
+
+
+def test_a_drained_slot_keeps_no_spare_segments(tmp_path: Path):
+    """Spares are for a journal that grows; an orphan, once drained, would hold them for nothing."""
+    settings = Settings(data_dir=tmp_path, token="adoption-token")
+    orphan = tmp_path / "journal" / "slot-1"
+    journal = Journal(orphan, segment_bytes=200, max_bytes=1 << 30)
+    for row_id in "abcdef":  # one entry a segment
+        append_lines(journal, [row(row_id * 100)])
+    journal.release([journal.durable_end])  # as its runner did before the process died: two spares
+    append_lines(journal, [row("g")])  # not delivered; its segment took one of them
+    journal.close()
+    assert len(list_spares(orphan)) == SPARES - 1
+    own = Slot.first_free(tmp_path / "journal")
+
+    async def adopt() -> bool:
+        adopter = SlotAdopter(settings, own, ["archive"])
+        adopter.start()
+        try:
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                if lock_is_free(orphan) and archived_ids(tmp_path)[-1:] == ["g"]:
+                    return True
+            return False
+        finally:
+            await adopter.stop()
+
+    assert asyncio.run(adopt()), f"slot-1 was not drained and released: {archived_ids(tmp_path)}"
+    assert list_spares(orphan) == []
     own.release()
 
 
