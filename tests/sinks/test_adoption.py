@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -37,11 +38,8 @@ def archived_ids(data_dir: Path) -> list[str]:
     return [orjson.loads(line)["p_row_id"] for path in paths for line in path.read_bytes().splitlines()]
 
 
-def test_an_orphaned_slot_is_drained_into_the_archive_then_released(tmp_path: Path):
-    settings = Settings(data_dir=tmp_path, token="adoption-token")
-    orphan = tmp_path / "journal" / "slot-1"
-    left = leave_rows(orphan, ["a", "b"], ["c"])
-    own = Slot.first_free(tmp_path / "journal")
+def adopt_until(settings: Settings, own: Slot, done: Callable[[], bool]) -> bool:
+    """Run an adopter beside `own` until `done()` holds (True) or five seconds pass (False), then stop it."""
 
     async def adopt() -> bool:
         adopter = SlotAdopter(settings, own, ["archive"])
@@ -49,13 +47,23 @@ def test_an_orphaned_slot_is_drained_into_the_archive_then_released(tmp_path: Pa
         try:
             for _ in range(500):
                 await asyncio.sleep(0.01)
-                if archived_ids(tmp_path) == ["a", "b", "c"] and lock_is_free(orphan):
+                if done():
                     return True
             return False
         finally:
             await adopter.stop()
 
-    assert asyncio.run(adopt()), f"slot-1 was not drained and released: {archived_ids(tmp_path)}"
+    return asyncio.run(adopt())
+
+
+def test_an_orphaned_slot_is_drained_into_the_archive_then_released(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path, token="adoption-token")
+    orphan = tmp_path / "journal" / "slot-1"
+    left = leave_rows(orphan, ["a", "b"], ["c"])
+    own = Slot.first_free(tmp_path / "journal")
+
+    drained = adopt_until(settings, own, lambda: archived_ids(tmp_path) == ["a", "b", "c"] and lock_is_free(orphan))
+    assert drained, f"slot-1 was not drained and released: {archived_ids(tmp_path)}"
     assert CheckpointStore(orphan / "checkpoints").load("archive") == left.durable_end
     own.release()
 
@@ -73,19 +81,8 @@ def test_a_drained_slot_keeps_no_spare_segments(tmp_path: Path):
     assert len(list_spares(orphan)) == SPARES - 1
     own = Slot.first_free(tmp_path / "journal")
 
-    async def adopt() -> bool:
-        adopter = SlotAdopter(settings, own, ["archive"])
-        adopter.start()
-        try:
-            for _ in range(500):
-                await asyncio.sleep(0.01)
-                if lock_is_free(orphan) and archived_ids(tmp_path)[-1:] == ["g"]:
-                    return True
-            return False
-        finally:
-            await adopter.stop()
-
-    assert asyncio.run(adopt()), f"slot-1 was not drained and released: {archived_ids(tmp_path)}"
+    drained = adopt_until(settings, own, lambda: lock_is_free(orphan) and archived_ids(tmp_path)[-1:] == ["g"])
+    assert drained, f"slot-1 was not drained and released: {archived_ids(tmp_path)}"
     assert list_spares(orphan) == []
     own.release()
 
