@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import tracemalloc
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.addresses import MAX_IP_TEXT, canonical_ip, split_addr_port
+from app.addresses import MAX_IP_TEXT, MEMO_SIZE, canonical_ip, split_addr_port
 
 
 @pytest.mark.parametrize(
@@ -76,6 +77,23 @@ def test_canonical_ip_drops_the_zone_and_normalizes_case_and_zeros() -> None:
     assert canonical_ip("1.O.33.O") is None
     assert canonical_ip("") is None
     assert canonical_ip("1" * (MAX_IP_TEXT + 1)) is None
+
+
+def test_the_address_memo_stays_bounded_and_right_past_its_size() -> None:
+    """Endless distinct addresses (hostile, or a huge tailnet) empty the memo rather than grow it,
+    and every answer stays right across the emptying."""
+    texts = [f"fd7a:115c:a1e0::{index >> 16:x}:{index & 0xFFFF:x}" for index in range(3 * MEMO_SIZE)]
+    expected = [str(ipaddress.IPv6Address(text)) for text in texts]
+    tracemalloc.start()
+    try:
+        wrong = sum(canonical_ip(text) != want for text, want in zip(texts, expected, strict=True))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert wrong == 0
+    # A memo of MEMO_SIZE entries holds ~7 MB (their canonical texts and the table); one of all
+    # 196,608 would hold ~25 MB.
+    assert peak < 12_000_000
 
 
 _ZONES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_.-", min_size=1, max_size=15)
