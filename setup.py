@@ -1,4 +1,5 @@
-"""The compiled parts of tailscribe, in Cython: `app.addresses` and `app.jsonscan` (their docstrings say why).
+"""The compiled parts of tailscribe, in Cython: `app.addresses`, `app.jsonscan` and `app.timestamps`
+(their docstrings say why).
 
 Everything else about the package is in pyproject.toml; setuptools reads both. Building needs a C
 compiler and the Python headers, which `make run`, `make test` and the Dockerfile's builder have.
@@ -12,7 +13,7 @@ setup(
         [
             # -O3, as CPython itself is built: it vectorizes `count_openers` (0.2 ns a byte, 1.0 at -O2).
             Extension(f"app.{name}", [f"app/{name}.pyx"], extra_compile_args=["-O3"])
-            for name in ("addresses", "jsonscan")
+            for name in ("addresses", "jsonscan", "timestamps")
         ],
         compiler_directives={"language_level": "3"},
     )

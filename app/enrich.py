@@ -19,7 +19,7 @@ same id and sinks can drop the duplicate.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from hashlib import sha256
 from typing import Final
@@ -28,6 +28,7 @@ import orjson
 
 from app.addresses import canonical_ip, split_traffic
 from app.schemas.network import TRAFFIC_KEYS
+from app.timestamps import format_unix
 from app.types import PANTHER_LOG_TYPES, LogType, Row
 
 SCHEMA_VERSION: Final = 0
@@ -48,8 +49,6 @@ RECEIVER_FIELDS: Final = frozenset(
 """Every field `enrich` sets: a sender's value for any of them is replaced (or removed, for an
 indicator with nothing valid to hold)."""
 
-_EPOCH: Final = datetime(1970, 1, 1)
-"""Naive, meaning UTC, so `p_event_time` skips a time zone conversion."""
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+")
 """One `@` between non-empty parts without whitespace. No dot is required in the domain on purpose:
 Tailscale names GitHub and passkey users `octocat@github` / `name@passkey`, and those logins are
@@ -60,8 +59,8 @@ def format_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds and `Z` (`2026-06-03T15:32:56.773000Z`); naive means UTC."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
-    # isoformat is C code and zero-pads years before 1000 (strftime("%Y") does not, on glibc);
-    # it runs for every row's p_event_time: 0.6 µs, where an f-string of the fields took 1.7 µs.
+    # isoformat zero-pads years before 1000 (strftime("%Y") does not, on glibc). A row's
+    # p_event_time, from unix seconds, is written by `app.timestamps.format_unix` in the same form.
     return moment.isoformat(timespec="microseconds") + "Z"
 
 
@@ -111,7 +110,7 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
                 actor_ids.add(actor_id)
 
     seconds = row.get("time")  # validated rows always have it; Panther falls back to the parse time
-    event_time = _EPOCH + timedelta(seconds=seconds) if isinstance(seconds, int | float) else parse_time
+    event_time = format_unix(seconds) if isinstance(seconds, int | float) else _parse_time_text(parse_time)
     if not RECEIVER_FIELDS.isdisjoint(row):
         # A sender's own values go, so the receiver's p_* fields always come last in the row, after
         # anything a sender put there: `app.sinks.base.line_field` relies on that.
@@ -119,7 +118,7 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
             row.pop(key, None)
     row["p_log_type"] = PANTHER_LOG_TYPES[log_type]
     row["p_row_id"] = row_id
-    row["p_event_time"] = format_timestamp(event_time)
+    row["p_event_time"] = event_time
     row["p_parse_time"] = _parse_time_text(parse_time)
     row["p_schema_version"] = SCHEMA_VERSION
     row["p_source_id"] = source_id

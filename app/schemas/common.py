@@ -31,6 +31,8 @@ from pydantic import ConfigDict, GetCoreSchemaHandler, PlainValidator, with_conf
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 from typing_extensions import TypedDict  # pydantic needs this one, not typing's, before Python 3.12
 
+from app.timestamps import is_rfc3339
+
 OPEN: Final = ConfigDict(extra="allow")
 """Every level keeps unknown keys as received: Tailscale adds fields (`srcNode`), we never drop data."""
 
@@ -98,7 +100,7 @@ def rfc3339_to_unix(value: str) -> float | None:
 
 
 def _timestamp(value: object) -> str:
-    if isinstance(value, str) and rfc3339_to_unix(value) is not None:
+    if isinstance(value, str) and is_rfc3339(value):
         return value
     raise PydanticCustomError(
         "invalid_timestamp",

@@ -4,8 +4,9 @@ pydantic (`app.schemas.validate`) is the authority on the schemas, but it builds
 level of every record: about 20 µs for a 2 KB network record, more than parsing it. Almost every
 record Tailscale sends is already in normal form (counters and `proto` are JSON integers, `time` a
 number), and for those pydantic's result equals its input. This module checks exactly that case with
-msgspec structs, in C, without building dicts (about 3 µs), plus the RFC 3339 syntax of each
-timestamp. A record it accepts skips pydantic and is used as it is.
+msgspec structs, in C, without building dicts (about 3 µs), plus each timestamp with
+`app.timestamps.rfc3339_values`, the compiled check pydantic's validator uses too. A record it
+accepts skips pydantic and is used as it is.
 
 The check may refuse more than pydantic, never accept more: anything it refuses (an invalid record,
 or a valid one needing normalization such as `"proto": "tcp"` or `"txBytes": "12"`) goes through
@@ -16,27 +17,22 @@ the same fields as the TypedDicts.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from typing import Annotated, Any, Final, get_args, get_type_hints
 
 import msgspec
 
 from app.schemas.common import UNIX_END, UNIX_MIN
+from app.timestamps import rfc3339_values
 from app.types import LogType, Row
 
 BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Proto = Annotated[int, msgspec.Meta(ge=-(2**15), le=2**15 - 1)]
 """Numbers only: a protocol name needs normalizing, which is pydantic's job."""
 UnixTime = Annotated[float, msgspec.Meta(ge=UNIX_MIN, lt=UNIX_END)]
-Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
-"""msgspec checks the ranges (month, day of month, hour, ...); `_RFC3339_SYNTAX` the rest."""
-
-_RFC3339_SYNTAX: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
-"""What `app.schemas.common.rfc3339_to_unix` reads, minus the range checks: msgspec's datetime parser
-also takes a space separator, ten or more fractional digits and `+hhmm`, which Go's RFC 3339 refuses."""
+Timestamp = Annotated[str, msgspec.Meta(title="RFC 3339 timestamp")]
+"""A string here, checked by `app.timestamps.rfc3339_values` after msgspec: msgspec's own datetime
+parser also takes a space separator, ten or more fractional digits and `+hhmm`, which Go's RFC 3339
+refuses, and it built a datetime per timestamp only to have it thrown away."""
 
 
 class Fields(msgspec.Struct):
@@ -119,11 +115,8 @@ TIMESTAMP_KEYS: Final[dict[LogType, tuple[str, ...]]] = {
     "audit": _timestamp_keys(AuditEvent),
     "network": _timestamp_keys(NetworkEvent),
 }
-"""The `event` keys typed `Timestamp`, whose syntax is checked after msgspec's range check."""
-
-
-def _rfc3339(value: object) -> bool:
-    return value is None or (isinstance(value, str) and _RFC3339_SYNTAX.fullmatch(value) is not None)
+"""The `event` keys typed `Timestamp`, checked after msgspec has checked the record's shape."""
+_FIELDS_TIMESTAMP_KEYS: Final = _timestamp_keys(Fields)
 
 
 def is_normal(record: Row, log_type: LogType) -> bool:
@@ -132,8 +125,7 @@ def is_normal(record: Row, log_type: LogType) -> bool:
         msgspec.convert(record, ENVELOPES[log_type], strict=True)
     except msgspec.ValidationError:
         return False
-    event = record["event"]
     fields = record.get("fields")
-    return (fields is None or _rfc3339(fields.get("recorded"))) and all(
-        _rfc3339(event.get(key)) for key in TIMESTAMP_KEYS[log_type]
+    return (fields is None or rfc3339_values(fields, _FIELDS_TIMESTAMP_KEYS)) and rfc3339_values(
+        record["event"], TIMESTAMP_KEYS[log_type]
     )

@@ -120,8 +120,6 @@ def test_time(time: object, taken: bool) -> None:
 
 
 VALID = "2026-06-03T15:32:51.773109845Z"
-ROUNDS_PAST_9999 = "9999-12-31T23:59:59.999999999Z"
-"""Valid, but msgspec rounds to microseconds, past year 9999, and refuses it: pydantic takes it."""
 ONE_PART_CHANGED = [
     VALID.replace("T", "t"),
     VALID.replace("T", " "),
@@ -148,7 +146,7 @@ ONE_PART_CHANGED = [
     VALID.replace("15:32:51", "15:60:00"),
     VALID.replace("15:32:51", "15:32"),
     "0001-01-01T00:00:00Z",
-    ROUNDS_PAST_9999,
+    "9999-12-31T23:59:59.999999999Z",  # msgspec's datetime rounded this past year 9999
     "",
 ]
 
@@ -164,7 +162,7 @@ def test_a_timestamp_takes_the_fast_path_exactly_when_it_is_valid(
     else:
         record["event"][where] = timestamp
     valid = rfc3339_to_unix(timestamp) is not None
-    assert _agrees_with_pydantic(record, log_type) is (valid and timestamp != ROUNDS_PAST_9999)
+    assert _agrees_with_pydantic(record, log_type) is valid
 
 
 def test_an_audit_record_missing_a_required_field_takes_the_slow_path() -> None:
