@@ -16,13 +16,13 @@ from app.schemas import audit as audit_schema
 from app.schemas import fastpath as fast
 from app.schemas import network as network_schema
 from app.schemas.common import UNIX_END, UNIX_MIN, rfc3339_to_unix
+from app.schemas.traffic import TRAFFIC_FIELDS
 from app.types import LogType, Row
 from bench.workload import records
 from tests.schemas.samples import hunters_audit, hunters_network, streamed_audit, streamed_network
 
 PAIRS = [
     (common.Fields, fast.Fields),
-    (network_schema.TrafficEntry, fast.TrafficEntry),
     (network_schema.NetworkEvent, fast.NetworkEvent),
     (audit_schema.Actor, fast.Actor),
     (audit_schema.Target, fast.Target),
@@ -36,6 +36,10 @@ PAIRS = [
 def test_each_struct_declares_the_fields_of_its_typed_dict(typed_dict: type, struct: type[msgspec.Struct]) -> None:
     """A field added to a schema and not to the fast path would let a wrong value through unchecked."""
     assert set(typing.get_type_hints(typed_dict)) == set(struct.__struct_fields__)
+
+
+def test_the_compiled_traffic_check_reads_the_fields_of_a_traffic_entry() -> None:
+    assert set(TRAFFIC_FIELDS) == set(typing.get_type_hints(network_schema.TrafficEntry))
 
 
 def _agrees_with_pydantic(record: Row, log_type: LogType) -> bool:
@@ -92,6 +96,25 @@ def _entry_value(key: str, value: object) -> Row:
 )
 def test_values_pydantic_normalizes_or_refuses_take_the_slow_path(key: str, value: object) -> None:
     assert not fast.is_normal(_entry_value(key, value), "network")
+
+
+@pytest.mark.parametrize(
+    ("traffic", "taken"),
+    [
+        (None, True),
+        ([], True),
+        ([None, {}], True),
+        ({"src": "100.64.0.1:1"}, False),
+        ("100.64.0.1:1", False),
+        ([["100.64.0.1:1"]], False),
+        ([1], False),
+        ([True], False),
+    ],
+)
+def test_a_traffic_array_takes_the_fast_path_only_as_a_list_of_objects_or_nulls(traffic: object, taken: bool) -> None:
+    record = streamed_network()
+    record["event"]["subnetTraffic"] = traffic
+    assert _agrees_with_pydantic(record, "network") is taken
 
 
 @pytest.mark.parametrize(("key", "value"), [("proto", -(2**15)), ("txBytes", 2**63 - 1), ("txBytes", -(2**63))])
