@@ -7,10 +7,10 @@
 # TAILSCRIBE_<NAME> (README, "Configuration"); the data directory is the volume /data.
 
 # Stage 1: install tailscribe and its dependencies into a virtual environment. Every dependency
-# ships manylinux wheels for CPython 3.11; tailscribe's own app/*.pyx modules are compiled with the
-# full (non-slim) image's gcc, which stays behind in this stage. The full and slim images install
-# Python at the same /usr/local path, so the venv runs unchanged in stage 2. pip compiles the
-# bytecode here, since the final image may have a read-only root file system.
+# ships manylinux wheels for CPython 3.11; tailscribe's own Cython modules (app/**/*.pyx) are
+# compiled with the full (non-slim) image's gcc, which stays behind in this stage. The full and slim
+# images install Python at the same /usr/local path, so the venv runs unchanged in stage 2. pip
+# compiles the bytecode here, since the final image may have a read-only root file system.
 FROM python:3.11-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
