@@ -107,9 +107,10 @@ def rfc3339_values(dict mapping, tuple keys):
     return True
 
 
-def is_rfc3339(str text):
-    """Whether `text` is an RFC 3339 timestamp as Go's `time.RFC3339Nano` reads it."""
-    return _is_rfc3339(text)
+def is_rfc3339(object text):
+    """Whether `text` is a string (a subclass too) holding an RFC 3339 timestamp as Go's
+    `time.RFC3339Nano` reads it."""
+    return isinstance(text, str) and _is_rfc3339(<str> text)
 
 
 cdef inline char *_put(char *out, int value, int width):

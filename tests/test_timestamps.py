@@ -99,6 +99,15 @@ def test_is_rfc3339_accepts_exactly_what_rfc3339_to_unix_reads(text: str) -> Non
     assert is_rfc3339(text) is (rfc3339_to_unix(text) is not None)
 
 
+def test_is_rfc3339_reads_a_str_subclass_and_refuses_anything_else() -> None:
+    class Text(str):
+        pass
+
+    assert is_rfc3339(Text("2026-06-03T15:32:51Z"))
+    assert not is_rfc3339(b"2026-06-03T15:32:51Z")
+    assert not is_rfc3339(None)
+
+
 def test_rfc3339_values_takes_absent_and_null_and_refuses_anything_not_a_timestamp() -> None:
     keys = ("start", "end")
     assert rfc3339_values({}, keys)
