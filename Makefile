@@ -27,12 +27,14 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# app/*.pyx are compiled at install (setup.py): editing one reinstalls, which rebuilds it.
-$(VENV)/.installed-run: pyproject.toml setup.py $(wildcard app/*.pyx) | $(VENV)/bin/python
+# The Cython modules (app/*.pyx, app/*/*.pyx) are compiled at install (setup.py): editing one
+# reinstalls, which rebuilds it.
+CYTHON_SOURCES := $(wildcard app/*.pyx app/*/*.pyx)
+$(VENV)/.installed-run: pyproject.toml setup.py $(CYTHON_SOURCES) | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml setup.py $(wildcard app/*.pyx) | $(VENV)/bin/python
+$(VENV)/.installed-test: pyproject.toml setup.py $(CYTHON_SOURCES) | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
@@ -58,7 +60,7 @@ fuzz: $(VENV)/.installed-run
 	done
 
 clean:
-	rm -rf $(VENV) build app/*.c app/*.so .pytest_cache .ruff_cache .hypothesis fuzz/work fuzz/artifacts
+	rm -rf $(VENV) build app/*.c app/*.so app/*/*.c app/*/*.so .pytest_cache .ruff_cache .hypothesis fuzz/work fuzz/artifacts
 
 docs: $(VENV)/.installed-test
 	$(BIN)/python -m app.reference
