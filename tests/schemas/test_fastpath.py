@@ -117,7 +117,33 @@ def test_a_traffic_array_takes_the_fast_path_only_as_a_list_of_objects_or_nulls(
     assert _agrees_with_pydantic(record, "network") is taken
 
 
-@pytest.mark.parametrize(("key", "value"), [("proto", -(2**15)), ("txBytes", 2**63 - 1), ("txBytes", -(2**63))])
+COUNTERS = ("txPkts", "txBytes", "rxPkts", "rxBytes")
+WRONG_FOR = {
+    **{counter: ["12", True, 1.5, 2**63, -(2**63) - 1, [1], {"n": 1}] for counter in COUNTERS},
+    "proto": ["tcp", "6", True, 6.0, 2**15, -(2**15) - 1, [6]],
+    "src": [5, True, ["100.64.0.1:1"], {"ip": "100.64.0.1"}],
+    "dst": [5, True, ["100.64.0.1:1"], {"ip": "100.64.0.1"}],
+}
+
+
+def test_every_field_of_a_traffic_entry_is_checked() -> None:
+    assert set(WRONG_FOR) == set(TRAFFIC_FIELDS)
+
+
+@pytest.mark.parametrize(("key", "value"), [(key, value) for key, values in WRONG_FOR.items() for value in values])
+@pytest.mark.parametrize("position", [0, 2], ids=["first entry", "third entry"])
+def test_a_wrong_value_in_any_traffic_field_takes_the_slow_path(key: str, value: object, position: int) -> None:
+    record = streamed_network()
+    entries: list[object] = [{"src": "100.64.0.1:1", "dst": "100.64.0.2:2", "proto": 6, "txPkts": 1} for _ in range(3)]
+    entries[position] = {**entries[position], key: value}  # type: ignore[dict-item]
+    record["event"]["exitTraffic"] = entries
+    assert not fast.is_normal(record, "network")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("proto", -(2**15)), ("proto", 2**15 - 1), *[(c, b) for c in COUNTERS for b in (2**63 - 1, -(2**63))]],
+)
 def test_integers_at_the_bounds_take_the_fast_path(key: str, value: int) -> None:
     assert _agrees_with_pydantic(_entry_value(key, value), "network")
 
