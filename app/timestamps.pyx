@@ -30,7 +30,7 @@ cdef double _UNIX_MIN = -62_135_596_800.0  # 0001-01-01T00:00:00Z, as app.schema
 cdef double _UNIX_END = 253_402_300_800.0  # 10000-01-01T00:00:00Z
 
 
-cdef inline int _digits(str text, Py_ssize_t start, Py_ssize_t count) except -2:
+cdef inline int _digits(str text, Py_ssize_t start, Py_ssize_t count) noexcept:
     """The decimal number written by ASCII digits `text[start:start + count]`, or -1 if any is not one."""
     cdef Py_ssize_t index
     cdef Py_UCS4 character
@@ -43,11 +43,11 @@ cdef inline int _digits(str text, Py_ssize_t start, Py_ssize_t count) except -2:
     return value
 
 
-cdef inline bint _leap(int year):
+cdef inline bint _leap(int year) noexcept:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-cdef bint _is_rfc3339(str text):
+cdef bint _is_rfc3339(str text) noexcept:
     """`YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`, with a real date and time of day."""
     cdef Py_ssize_t length = len(text)
     cdef Py_ssize_t end, fraction
@@ -113,7 +113,7 @@ def is_rfc3339(object text):
     return isinstance(text, str) and _is_rfc3339(<str> text)
 
 
-cdef inline char *_put(char *out, int value, int width):
+cdef inline char *_put(char *out, int value, int width) noexcept:
     """Write `value` as `width` zero-padded decimal digits at `out`; return the end."""
     cdef int index
     for index in range(width - 1, -1, -1):
@@ -122,7 +122,7 @@ cdef inline char *_put(char *out, int value, int width):
     return out + width
 
 
-cdef long long _microseconds(double seconds):
+cdef long long _microseconds(double seconds) noexcept:
     """`seconds` in whole microseconds, rounded as `timedelta(seconds=seconds)` rounds them.
 
     CPython's `delta_new` takes the whole seconds exactly, then the microseconds of the fraction,

@@ -24,7 +24,7 @@ TRAFFIC_FIELDS = ("proto", "src", "dst", "txPkts", "txBytes", "rxPkts", "rxBytes
 """The fields checked, those `TrafficEntry` declares (tests/schemas/test_fastpath.py compares)."""
 
 
-cdef bint _integer(object value, long long low, long long high):
+cdef bint _integer(object value, long long low, long long high) noexcept:
     """Whether `value` is null, or an `int` (no subclass: not a bool) in [low, high]."""
     cdef int overflow
     cdef long long number
@@ -36,16 +36,16 @@ cdef bint _integer(object value, long long low, long long high):
     return overflow == 0 and low <= number <= high
 
 
-cdef inline bint _text(object value):
+cdef inline bint _text(object value) noexcept:
     return value is None or type(value) is str
 
 
-cdef inline bint _named(str key, const char *name, Py_ssize_t length):
+cdef inline bint _named(str key, const char *name, Py_ssize_t length) noexcept:
     """Whether `key`, of `length` characters, is the ASCII `name`: its bytes compared in place."""
     return PyUnicode_KIND(key) == PyUnicode_1BYTE_KIND and memcmp(PyUnicode_1BYTE_DATA(key), name, length) == 0
 
 
-cdef bint _entry(dict entry):
+cdef bint _entry(dict entry) noexcept:
     """Whether each field of `entry` that `TRAFFIC_FIELDS` names holds a normal value.
 
     The entry's items are walked once and the seven names told apart by length, then by their
