@@ -26,8 +26,14 @@ cdef extern from "Python.h":
 
 cdef long long _US_PER_DAY = 86_400_000_000
 cdef long long _DAYS_FROM_CIVIL_0000_03_01 = 719_468  # 1970-01-01 counted from 0000-03-01
-cdef double _UNIX_MIN = -62_135_596_800.0  # 0001-01-01T00:00:00Z, as app.schemas.common
-cdef double _UNIX_END = 253_402_300_800.0  # 10000-01-01T00:00:00Z
+
+UNIX_MIN = -62_135_596_800
+"""0001-01-01T00:00:00Z in unix seconds: the earliest `time` a datetime can hold."""
+UNIX_END = 253_402_300_800
+"""10000-01-01T00:00:00Z in unix seconds: `time` must be below it."""
+
+cdef double _UNIX_MIN = UNIX_MIN
+cdef double _UNIX_END = UNIX_END
 
 
 cdef inline int _digits(str text, Py_ssize_t start, Py_ssize_t count) noexcept:

@@ -31,7 +31,7 @@ from pydantic import ConfigDict, GetCoreSchemaHandler, PlainValidator, with_conf
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 from typing_extensions import TypedDict  # pydantic needs this one, not typing's, before Python 3.12
 
-from app.timestamps import is_rfc3339
+from app.timestamps import UNIX_END, UNIX_MIN, is_rfc3339
 
 OPEN: Final = ConfigDict(extra="allow")
 """Every level keeps unknown keys as received: Tailscale adds fields (`srcNode`), we never drop data."""
@@ -61,11 +61,6 @@ PROTO_NAMES: Final[dict[str, int]] = {
 
 _INT_TEXT: Final = r"^[+-]?[0-9]+$"
 _FLOAT_TEXT: Final = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
-
-UNIX_MIN: Final = -62_135_596_800
-"""0001-01-01T00:00:00Z in unix seconds: the earliest `time` a datetime can hold."""
-UNIX_END: Final = 253_402_300_800
-"""10000-01-01T00:00:00Z in unix seconds: `time` must be below it."""
 
 _RFC3339: Final = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
