@@ -1,7 +1,7 @@
 """`app.balancing`: the kernel's count of a port's connections, and when a worker closes one of them.
 
-Real sockets on 127.0.0.1 (and ::1 where the machine has IPv6): the count is read from /proc, so
-only connections the kernel really holds can make these pass."""
+Real sockets on 127.0.0.1 (and ::1 where the machine has IPv6): the count is the kernel's (sock_diag),
+so only connections the kernel really holds can make these pass."""
 
 from __future__ import annotations
 
@@ -123,11 +123,11 @@ def test_a_worker_within_its_share_or_holding_one_connection_closes_none(stack: 
 
 
 def test_no_count_to_read_closes_nothing(stack: ExitStack, monkeypatch: pytest.MonkeyPatch):
-    """Without /proc (not Linux) the port seems to have no connections: fewer than the worker holds."""
+    """With no count to read (not Linux) the port seems to have no connections: fewer than the worker holds."""
     listener = Listener(stack)
     listener.connect(4)
     listener.accept(4)
-    monkeypatch.setattr(balancing, "TCP_TABLES", ())
+    monkeypatch.setattr(balancing, "FAMILIES", ())
     balancer = ConnectionBalancer(workers=2)
     for _ in range(4):
         balancer.opened(listener.port)
