@@ -91,8 +91,8 @@ def tcp_sockets(port: int, states: int = ALL_STATES) -> list[TcpSocket]:
         for family in FAMILIES:
             request = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, states) + attribute
             header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, family, 0)
-            diag.send(header + request)
             try:
+                diag.send(header + request)
                 found += _answers(diag)
             except OSError:  # no such family in this kernel or namespace (IPv6 disabled)
                 continue

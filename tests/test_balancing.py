@@ -91,6 +91,19 @@ def test_a_closed_connection_is_no_longer_counted(stack: ExitStack):
     assert established_connections(listener.port) == 2
 
 
+def test_a_family_the_kernel_refuses_is_skipped_and_the_others_still_counted(
+    stack: ExitStack, monkeypatch: pytest.MonkeyPatch
+):
+    """The kernel answers a dump for a family past AF_MAX with an error message (EINVAL), as it does
+    for IPv6 where IPv6 is disabled."""
+    listener = Listener(stack)
+    listener.connect(3)
+    listener.accept(3)
+    monkeypatch.setattr(balancing, "FAMILIES", (255, socket.AF_INET))
+
+    assert established_connections(listener.port) == 3
+
+
 def test_a_worker_over_its_share_closes_the_extra_connections_once_per_count(stack: ExitStack):
     """Six connections on the port, two workers: a worker holding four is one over its share of three."""
     listener = Listener(stack)

@@ -71,8 +71,8 @@ def drop_written(fd: int, start: int, end: int) -> None:
     Kept, they would only grow the page cache by every byte archived, pushing out pages that are
     read again (the journal's, which the sinks read back), and each append would take fresh pages
     from free memory: on this project's benchmark VM writing into fresh pages cost 2.8-3.3 ns of CPU
-    a byte, against 0.4 when the pages just dropped are reused (bench/RESULTS.md, "Archive pages
-    dropped once durable"). Whole pages only, from the one the previous append left partly filled:
+    a byte, against 0.4 when the pages just dropped are reused (bench/RESULTS.md, "Page cache and
+    connection counts"). Whole pages only, from the one the previous append left partly filled:
     the page this append leaves partly filled stays, or the next append would first read it back
     from disk. Synced pages are clean, so dropping them loses nothing; on a filesystem without a page
     cache of its own (tmpfs) the advice does nothing.

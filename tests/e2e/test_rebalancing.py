@@ -2,8 +2,8 @@
 
 The kernel spreads connections over the workers by a hash (app/workers.py), so the test builds the
 worst split on purpose: it opens connections and keeps only those one worker accepted, found by
-matching each client's port to the server-side socket in the kernel's list and that socket to a worker's
-open files. Then it posts records on every connection and watches where they are."""
+matching each client's port to the server-side socket in the kernel's list and that socket to a
+worker's open files. Then it posts records on every connection and watches where they are."""
 
 from __future__ import annotations
 
