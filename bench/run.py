@@ -143,10 +143,10 @@ def main() -> None:
             clients = CONNECTIONS[count]
             rate = 0.7 * peak / count / clients
             # Long enough for a percentile to mean something. A 3,375-record body goes out about once a
-            # second. 73-record bodies go out ~170 times a second, but slow requests come in clusters: a
-            # worker that falls behind keeps every request queued on it waiting, up to 16 at once. In 8 s
-            # (1,350 requests) 14 are past the p99, so it measured whether one such moment fell in the
-            # window; in 30 s (5,000 requests) it takes four.
+            # second. 73-record bodies go out ~170 times a second, but slow requests come in clusters:
+            # a slow fdatasync holds every request of its group commit, and a worker that falls behind
+            # keeps every request queued on it waiting, up to 16 at once. In 8 s (1,350 requests) 14 are
+            # past the p99, so it measured whether one such moment fell in the window; in 30 s it takes four.
             seconds = max(args.seconds, 30) if count < 1000 else max(args.seconds, 40)
             result = hey(
                 receiver.url, body(network[count]).data, encoding=None, seconds=seconds, clients=clients, rate=rate
