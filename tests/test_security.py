@@ -29,9 +29,6 @@ import base64
 import gzip
 import hashlib
 import hmac
-import http.client
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +45,7 @@ from app.settings import Settings, SourceConfig
 from app.status import SECURITY_HEADERS
 from app.storage import Batch
 from tests.e2e.conftest import MakeServer, Server, make_server  # noqa: F401 - the fixture, for the log test
+from tests.e2e.hostile import RawAnswer, raw_answer, request_bytes, start_server
 from tests.samples import audit_event, concatenated, envelope, network_event
 
 AUDIT = concatenated([envelope(audit_event())])
@@ -262,38 +260,31 @@ def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             for source, token in SOURCE_TOKENS.items()
         )
     )
-    env = {name: value for name, value in os.environ.items() if not name.startswith("TAILSCRIBE_")}
-    server = Server(directory / "data", directory / "server.log", env, ["--config", str(config)])
-    server.start()
+    server = start_server(directory, "--config", str(config), token=None)
     yield server
     server.stop()
 
 
-def post_raw(server: Server, path: str, body: bytes, authorization: str) -> tuple[int, dict[str, object]]:
+def post_raw(server: Server, path: str, body: bytes, authorization: str) -> RawAnswer:
     """POST with the request target sent byte for byte (httpx would resolve `..` and `//` first)."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    try:
-        connection.request("POST", path, body=body, headers={"Authorization": authorization})
-        response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
-    finally:
-        connection.close()
+    headers = [(b"Authorization", authorization.encode())]
+    return raw_answer(server, request_bytes("POST", path, headers=headers, body=body))
 
 
 @pytest.mark.parametrize("owner", sorted(PREFIXES))
 @pytest.mark.parametrize("suffix", sorted(SUFFIXES))
 def test_a_source_token_never_posts_on_another_source_prefix(isolated: Server, owner: str, suffix: str) -> None:
     url = PREFIXES[owner] + suffix
-    status, own = post_raw(isolated, url, SUFFIXES[suffix], f"Bearer {SOURCE_TOKENS[owner]}")
-    assert status == 200 and isinstance(own["accepted"], int) and own["accepted"] >= 1
+    own = post_raw(isolated, url, SUFFIXES[suffix], f"Bearer {SOURCE_TOKENS[owner]}")
+    assert own.status == 200 and own.json()["accepted"] >= 1
 
     for intruder, token in SOURCE_TOKENS.items():
         if intruder == owner:
             continue
         for header in (f"Bearer {token}", f"Splunk {token}", basic("tailscale", token)):
-            status, answer = post_raw(isolated, url, SUFFIXES[suffix], header)
-            assert status == 401, (intruder, header, answer)
-            assert answer["code"] == 4 and repr(owner) in str(answer["detail"])
+            answer = post_raw(isolated, url, SUFFIXES[suffix], header)
+            assert answer.status == 401, (intruder, header, answer)
+            assert answer.json()["code"] == 4 and repr(owner) in answer.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -309,8 +300,8 @@ def test_a_source_token_never_posts_on_another_source_prefix(isolated: Server, o
     ],
 )
 def test_path_tricks_do_not_open_a_prefixed_route_to_another_source(isolated: Server, path: str) -> None:
-    status, answer = post_raw(isolated, path, AUDIT, f"Bearer {SOURCE_TOKENS['lab']}")
-    assert status != 200 and status < 500, (status, answer)
+    answer = post_raw(isolated, path, AUDIT, f"Bearer {SOURCE_TOKENS['lab']}")
+    assert answer.status != 200 and answer.status < 500, answer
 
 
 # No stack traces in answers
