@@ -56,7 +56,7 @@ _PORT_FILTER: Final = struct.Struct("=BBHBBHBBHBBH")
 """Two port comparisons (inet_diag_bc_op: code, yes, no; the port in a second op's `no`): local port
 >= p, then <= p. A comparison that holds steps 8 bytes on, to the next one or exactly to the end,
 which accepts the socket; one that fails jumps 4 bytes past the end, which rejects it."""
-_DIAG_MSG: Final = struct.Struct("=xBxx2s2s60xI")  # inet_diag_msg: state, local and remote port, inode
+_DIAG_MSG: Final = struct.Struct("=xBxx2x2s60xI")  # inet_diag_msg: state, remote port, inode
 
 
 class TcpSocket(NamedTuple):
@@ -112,7 +112,7 @@ def _answers(diag: socket.socket) -> list[TcpSocket]:
             if kind == NLMSG_ERROR:
                 error = -struct.unpack_from("=i", data, offset + _NLMSGHDR.size)[0]
                 raise OSError(error, os.strerror(error))
-            state, _, remote, inode = _DIAG_MSG.unpack_from(data, offset + _NLMSGHDR.size)
+            state, remote, inode = _DIAG_MSG.unpack_from(data, offset + _NLMSGHDR.size)
             found.append(TcpSocket(int.from_bytes(remote, "big"), state, inode))
             offset += (length + 3) & ~3
 
