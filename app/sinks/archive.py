@@ -36,6 +36,7 @@ from app.storage.local import partition_path
 MiB: Final = 1024 * 1024
 EXTENSIONS: Final = {"none": ".ndjson", "gzip": ".ndjson.gz", "zstd": ".ndjson.zst"}
 STATE_DIR: Final = ".tailscribe"
+NEWLINE: Final = b"\n"
 
 
 class ArchiveSinkConfig(SinkConfig):
@@ -123,13 +124,15 @@ class ArchiveSink:
         path = self.root / name
         return path.stat().st_size if path.exists() else 0
 
-    def _encode(self, lines: list[bytes]) -> bytes:
-        data = b"\n".join([*lines, b""])  # newline-terminated, each line copied once
+    def _encode(self, lines: list[bytes]) -> list[bytes]:
+        """The pieces to append for `lines`: each line and a newline, written as they are, or one
+        compressed member or frame of them all."""
+        if self.config.compression == "none":
+            return [piece for line in lines for piece in (line, NEWLINE)]
+        data = b"\n".join([*lines, b""])
         if self.config.compression == "gzip":
-            return gzip.compress(data, compresslevel=6)
-        if self.config.compression == "zstd":
-            return zstandard.ZstdCompressor().compress(data)
-        return data
+            return [gzip.compress(data, compresslevel=6)]
+        return [zstandard.ZstdCompressor().compress(data)]
 
     async def close(self) -> None:
         self._files.clear()

@@ -17,10 +17,15 @@ import contextlib
 import fcntl
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
+IOV_MAX: Final = os.sysconf("SC_IOV_MAX")
+"""The most buffers one `writev(2)` takes (1024 on Linux)."""
+
+Buffer = bytes | bytearray | memoryview
 
 
 def ensure_dir(path: Path) -> None:
@@ -46,19 +51,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def durable_append(path: Path, data: bytes) -> None:
-    """Append `data` to `path` and fsync; on failure truncate back to the old end and re-raise."""
+def durable_append(path: Path, parts: Sequence[Buffer]) -> None:
+    """Append `parts`, one after the other, to `path` and fsync; on failure truncate back to the old
+    end and re-raise.
+
+    The parts are written as they are (`writev`), so a caller with many pieces, such as rows and
+    their newlines, need not join them first: joining the archive's 8 MiB batches took a fresh
+    mapping each time, one page fault per 4 KiB row (bench/RESULTS.md, "Archive writes without a join").
+    """
     ensure_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
         start = os.fstat(fd).st_size
         try:
-            _write_all(fd, data)
+            written = _write_all(fd, parts)
             os.fsync(fd)
         except OSError:
             os.ftruncate(fd, start)
             raise
-        drop_written(fd, start, start + len(data))
+        drop_written(fd, start, start + written)
     finally:
         os.close(fd)
     if start == 0:
@@ -90,7 +101,7 @@ def durable_write(path: Path, data: bytes, *, mode: int = 0o640) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         try:
-            _write_all(fd, data)
+            _write_all(fd, [data])
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -102,11 +113,22 @@ def durable_write(path: Path, data: bytes, *, mode: int = 0o640) -> None:
     fsync_dir(path.parent)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """`os.write` may write less than asked (signals, some filesystems); loop until all is out."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, parts: Sequence[Buffer]) -> int:
+    """Write `parts` in order, `IOV_MAX` buffers a system call; return how many bytes that was.
+
+    `writev` may write less than asked (signals, some filesystems): it is called again from the first
+    byte not written."""
+    pending = list(parts)
+    index = total = 0
+    while index < len(pending):
+        written = os.writev(fd, pending[index : index + IOV_MAX])
+        total += written
+        while index < len(pending) and written >= len(pending[index]):
+            written -= len(pending[index])
+            index += 1
+        if written:
+            pending[index] = memoryview(pending[index])[written:]
+    return total
 
 
 def try_lock(path: Path) -> int | None:

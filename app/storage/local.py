@@ -57,7 +57,7 @@ class LocalStorage:
             files[self.quarantine_dir / "records" / partition_path(row["p_parse_time"]) / self.part_name].append(row)
         try:
             for path, rows in files.items():
-                durable_append(path, ndjson(rows))
+                durable_append(path, [ndjson(rows)])
         except OSError as exc:
             raise StorageUnavailable(f"could not write to the data directory: {exc.strerror}") from exc
         if batch.accepted:

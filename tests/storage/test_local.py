@@ -57,16 +57,16 @@ def test_failed_quarantine_write_is_cut_back_and_reported_as_unavailable(
     local.store(Batch(quarantined=[bad]))
     [path] = (tmp_path / "quarantine").glob("**/*.ndjson")
     before = path.read_bytes()
-    real_write = storage_files.os.write
+    real_writev = storage_files.os.writev
     calls = {"n": 0}
 
-    def write_half_then_fail(fd: int, data: memoryview) -> int:
+    def write_half_then_fail(fd: int, buffers: list[bytes]) -> int:
         calls["n"] += 1
         if calls["n"] == 1:
-            return real_write(fd, data[: len(data) // 2])
+            return real_writev(fd, [buffers[0][: len(buffers[0]) // 2]])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage_files.os, "write", write_half_then_fail)
+    monkeypatch.setattr(storage_files.os, "writev", write_half_then_fail)
     with pytest.raises(StorageUnavailable, match="No space left"):
         local.store(Batch(quarantined=[dict(bad, pad="x" * 1000)]))
 
@@ -119,7 +119,7 @@ def test_a_failed_quarantine_write_leaves_nothing_in_the_journal(tmp_path: Path,
     def no_space(fd: int, data: memoryview) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage_files.os, "write", no_space)
+    monkeypatch.setattr(storage_files.os, "writev", no_space)
     with pytest.raises(StorageUnavailable, match="No space left"):
         local.store(batch)
 
