@@ -116,7 +116,7 @@ def test_a_failed_quarantine_write_leaves_nothing_in_the_journal(tmp_path: Path,
     batch = batch_of(row("2026-06-03T15:00:00Z", n=1))
     batch.quarantined.append({"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 1})
 
-    def no_space(fd: int, data: memoryview) -> int:
+    def no_space(fd: int, buffers: list[bytes]) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(storage_files.os, "writev", no_space)
