@@ -7,8 +7,8 @@ fill a 64 MiB segment, release it and start another (about 4 s each at 8,000 rec
 workers), and a closed loop says little about latency. Here each variant (`label=rev`, as in
 `bench.compare`) gets two seconds of warm-up, then `--seconds` of open-loop load at `--rate`
 records/s (73-record bodies, 16 hey clients, `bench.load.hey`). Rounds alternate the variants'
-order, so neither always follows the other's clean-up. Per run: records/s achieved, CPU per record
-(every process of the receiver), request latency, the share of journal writes (write + fsync, from
+order, so neither always follows the other's clean-up. Per run: records/s achieved, CPU and page
+faults per record (every process of the receiver), request latency, the share of journal writes (write + fsync, from
 `tailscribe_storage_write_seconds`) over 5 and 25 ms, and how the connections ended up split
 between the two workers a second before the end (`app.balancing`).
 """
@@ -54,13 +54,13 @@ def run(directory: Path, rate: float, seconds: int) -> str:
     try:
         load = body(records("network", 73))
         warm_up(receiver, load)
-        before, cpu = journal_writes(receiver), receiver.cpu_seconds()
+        before, cpu, faults = journal_writes(receiver), receiver.cpu_seconds(), receiver.minor_faults()
         spread: list[str] = []  # read a second before the end, while the clients are still connected
         watch = threading.Timer(seconds - 1, lambda: spread.append(split(receiver)))
         watch.start()
         result = hey(receiver.url, load.data, encoding=None, seconds=seconds, clients=CLIENTS, rate=rate / 73 / CLIENTS)
         watch.join()
-        cpu = receiver.cpu_seconds() - cpu
+        cpu, faults = receiver.cpu_seconds() - cpu, receiver.minor_faults() - faults
         after = journal_writes(receiver)
         writes = after["+Inf"] - before["+Inf"]
 
@@ -69,8 +69,9 @@ def run(directory: Path, rate: float, seconds: int) -> str:
 
         done = result.requests * 73
         return (
-            f"{done / result.seconds:,.0f} | {cpu / done * 1e6:.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} "
-            f"| {result.max_ms:.0f} | {over('0.005'):.1f}% | {over('0.025'):.1f}% | {spread[0]} |"
+            f"{done / result.seconds:,.0f} | {cpu / done * 1e6:.0f} | {faults / done:.2f} "
+            f"| {result.p50_ms:.1f} | {result.p99_ms:.1f} | {result.max_ms:.0f} "
+            f"| {over('0.005'):.1f}% | {over('0.025'):.1f}% | {spread[0]} |"
         )
     finally:
         receiver.stop()
@@ -84,10 +85,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(
-        "| round | variant | records/s | CPU µs/record | p50 ms | p99 ms | max ms | journal writes > 5 ms "
-        "| > 25 ms | connections per worker |"
+        "| round | variant | records/s | CPU µs/record | page faults/record | p50 ms | p99 ms | max ms "
+        "| journal writes > 5 ms | > 25 ms | connections per worker |"
     )
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     with tempfile.TemporaryDirectory(prefix="tailscribe-steady-") as root:
         unpacked = [unpack(spec, Path(root)) for spec in args.variants]
         for round_ in range(args.rounds):
