@@ -177,8 +177,8 @@ class HttpSink:
         if self._client is None:
             raise SinkError("http sink: write called before start")
         try:
-            # Serializing and compressing up to batch_max_bytes is CPU work: keep it off the event loop.
-            bodies = await asyncio.to_thread(self._bodies, batch.rows)
+            # Parsing, serializing and compressing up to batch_max_bytes is CPU work: off the event loop.
+            bodies = await asyncio.to_thread(self._bodies, batch)
         except orjson.JSONEncodeError as exc:
             raise SinkError(f"http sink: a row cannot be serialized: {exc}") from exc
         for number, (body, rows) in enumerate(bodies, 1):
@@ -189,10 +189,10 @@ class HttpSink:
             await self._client.aclose()
             self._client = None
 
-    def _bodies(self, rows: list[Row]) -> list[tuple[bytes, int]]:
+    def _bodies(self, batch: SinkBatch) -> list[tuple[bytes, int]]:
         """Each request's body (compressed if asked) and how many rows it holds, in order."""
         bodies = []
-        for group in split([self._format.serialize(row) for row in rows], self._limit):
+        for group in split([self._format.serialize(row) for row in batch.rows], self._limit):
             body = b"".join(group)
             bodies.append((gzip.compress(body, compresslevel=6, mtime=0) if self.config.gzip else body, len(group)))
         return bodies

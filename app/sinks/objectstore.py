@@ -44,7 +44,7 @@ from obstore.exceptions import (
 from obstore.store import from_url
 from pydantic import Field, SecretStr, field_validator
 
-from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError
+from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError, line_field
 from app.storage.local import partition_path
 from app.types import PANTHER_LOG_TYPES, Row
 
@@ -184,8 +184,11 @@ class ObjectStoreSink:
 
     async def write(self, batch: SinkBatch) -> None:
         store = self._build() if self._store is None else self._store
-        for key, rows in self.objects(batch).items():
-            data = await asyncio.to_thread(self.encode, rows)  # 64 MiB of gzip would stall the event loop
+        # Both in threads: a batch is up to 64 MiB of rows, and grouping it (or, for hunters, parsing it)
+        # and compressing it would stall the event loop, and every request this worker is answering.
+        objects = await asyncio.to_thread(self.objects, batch)
+        for key, lines in objects.items():
+            data = await asyncio.to_thread(self.encode, lines)
             try:
                 await obstore.put_async(store, key, data)
             except (BaseError, OSError) as exc:
@@ -194,23 +197,30 @@ class ObjectStoreSink:
     async def close(self) -> None:
         self._store = None  # obstore holds no open handles worth closing; its pool goes with the store
 
-    def objects(self, batch: SinkBatch) -> dict[str, list[Row]]:
-        """The batch's rows grouped by object key, in journal order."""
-        groups: dict[str, list[Row]] = {}
-        for row in batch.rows:
-            log_type = row["p_log_type"]
+    def objects(self, batch: SinkBatch) -> dict[str, list[bytes]]:
+        """The batch's rows, as their JSON lines, grouped by object key, in journal order.
+
+        The partition and the first row's id are read off each line (`line_field`), so grouping a
+        batch parses none of its rows."""
+        groups: dict[str, list[bytes]] = {}
+        for line in batch.lines:
+            log_type = line_field(line, "p_log_type") or ""
             top = self._tables[log_type] if self.config.format == "hunters" else f"log_type={log_type}"
-            groups.setdefault(f"{top}/{partition_path(row['p_event_time'])}", []).append(row)
+            groups.setdefault(f"{top}/{partition_path(line_field(line, 'p_event_time') or '')}", []).append(line)
         extension = EXTENSIONS[self.config.compression]
         return {
-            f"{path}/{batch.stream}-{batch.first_seq:020d}-{rows[0]['p_row_id']}{extension}": rows
-            for path, rows in groups.items()
+            f"{path}/{batch.stream}-{batch.first_seq:020d}-{line_field(lines[0], 'p_row_id')}{extension}": lines
+            for path, lines in groups.items()
         }
 
-    def encode(self, rows: list[Row]) -> bytes:
-        """NDJSON, one `\\n`-terminated line per row, compressed; the same rows always give the same bytes."""
-        records = map(hunters_record, rows) if self.config.format == "hunters" else rows
-        data = b"".join(orjson.dumps(record) + b"\n" for record in records)
+    def encode(self, lines: list[bytes]) -> bytes:
+        """NDJSON, one `\\n`-terminated line per row, compressed; the same rows always give the same bytes.
+
+        The panther format keeps each row's line as the journal holds it; hunters parses it for the
+        bare record."""
+        if self.config.format == "hunters":
+            lines = [orjson.dumps(hunters_record(orjson.loads(line))) for line in lines]
+        data = b"\n".join([*lines, b""])
         if self.config.compression == "gzip":
             return gzip.compress(data, compresslevel=6, mtime=0)
         if self.config.compression == "zstd":
