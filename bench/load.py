@@ -23,7 +23,7 @@ from typing import Final
 
 import httpx
 
-from app.balancing import LISTEN, tcp_sockets
+from app.balancing import ESTABLISHED, LISTEN, tcp_sockets
 
 TOKEN: Final = "bench-token-0123456789"
 LUA: Final = Path(__file__).with_name("post.lua")
@@ -36,6 +36,20 @@ def listening_inodes(port: int) -> set[int]:
 
     The e2e tests use it too."""
     return {entry.inode for entry in tcp_sockets(port) if entry.state == LISTEN}
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets process `pid` holds open; with `tcp_sockets`, which process holds which
+    connection. The e2e tests use it too."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
 
 
 def free_port() -> int:
@@ -111,6 +125,14 @@ class Receiver:
     def minor_faults(self) -> int:
         """Page faults served without disk (minflt): fresh memory touched, each a few µs on this VM."""
         return sum(int(fields[7]) for fields in self._stat_fields())
+
+    def connection_split(self) -> str:
+        """Established connections per process, most first (`16`, `9/7`, `8/8`): how the kernel and
+        the receiver spread the load's connections over the workers, which sets how much of the
+        machine a receiver can use (uvicorn's workers share one socket and may leave one idle)."""
+        inodes = {entry.inode for entry in tcp_sockets(self.port) if entry.state == ESTABLISHED}
+        held = [len(socket_inodes(pid) & inodes) for pid in self.pids()]
+        return "/".join(str(count) for count in sorted(held, reverse=True) if count) or "0"
 
     def peak_rss_mb(self) -> float:
         """The largest peak resident set (VmHWM) of any one process of the tree, in MB."""

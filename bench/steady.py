@@ -23,12 +23,10 @@ from pathlib import Path
 
 import httpx
 
-from app.balancing import ESTABLISHED, tcp_sockets
 from bench.compare import unpack
 from bench.load import Receiver, hey, tailscribe
 from bench.run import warm_up
 from bench.workload import body, records
-from tests.e2e.conftest import socket_inodes
 
 CLIENTS = 16
 BUCKET = re.compile(r'tailscribe_storage_write_seconds_bucket\{le="([^"]+)"\} (\S+)')
@@ -40,13 +38,6 @@ def journal_writes(receiver: Receiver) -> dict[str, float]:
     return {bound: float(count) for bound, count in BUCKET.findall(text)}
 
 
-def split(receiver: Receiver) -> str:
-    """Established connections per worker, most first: which worker holds each server-side socket."""
-    inodes = {entry.inode for entry in tcp_sockets(receiver.port) if entry.state == ESTABLISHED}
-    held = [len(socket_inodes(pid) & inodes) for pid in receiver.pids()]
-    return "/".join(str(count) for count in sorted(held, reverse=True) if count)
-
-
 def run(directory: Path, rate: float, seconds: int) -> str:
     receiver = tailscribe(2)
     receiver.cwd = directory
@@ -56,7 +47,7 @@ def run(directory: Path, rate: float, seconds: int) -> str:
         warm_up(receiver, load)
         before, cpu, faults = journal_writes(receiver), receiver.cpu_seconds(), receiver.minor_faults()
         spread: list[str] = []  # read a second before the end, while the clients are still connected
-        watch = threading.Timer(seconds - 1, lambda: spread.append(split(receiver)))
+        watch = threading.Timer(seconds - 1, lambda: spread.append(receiver.connection_split()))
         watch.start()
         result = hey(receiver.url, load.data, encoding=None, seconds=seconds, clients=CLIENTS, rate=rate / 73 / CLIENTS)
         watch.join()

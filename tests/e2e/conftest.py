@@ -22,19 +22,6 @@ from bench.load import free_port, listening_inodes
 TOKEN = "e2e-test-token-0123456789abcdef"
 
 
-def socket_inodes(pid: int) -> set[int]:
-    """Inodes of the sockets process `pid` holds open."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(int(target[len("socket:[") : -1]))
-    return inodes
-
-
 def _is_python(pid: int) -> bool:
     """uvicorn's workers, not multiprocessing's resource tracker or other helpers."""
     try:

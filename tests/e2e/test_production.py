@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.load import listening_inodes
-from tests.e2e.conftest import TOKEN, MakeServer, Server, socket_inodes, tls_files
+from bench.load import listening_inodes, socket_inodes
+from tests.e2e.conftest import TOKEN, MakeServer, Server, tls_files
 from tests.samples import audit_event, concatenated, envelope, network_event
 
 AUDIT = concatenated([envelope(audit_event())])

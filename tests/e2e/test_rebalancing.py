@@ -12,7 +12,8 @@ import time
 from collections import Counter
 
 from app.balancing import ESTABLISHED, tcp_sockets
-from tests.e2e.conftest import TOKEN, MakeServer, Server, socket_inodes
+from bench.load import socket_inodes
+from tests.e2e.conftest import TOKEN, MakeServer, Server
 from tests.samples import concatenated, envelope, network_event
 
 NETWORK = concatenated([envelope(network_event())])
