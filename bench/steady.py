@@ -8,9 +8,9 @@ workers), and a closed loop says little about latency. Here each variant (`label
 `bench.compare`) gets two seconds of warm-up, then `--seconds` of open-loop load at `--rate`
 records/s (73-record bodies, 16 hey clients, `bench.load.hey`). Rounds alternate the variants'
 order, so neither always follows the other's clean-up. Per run: records/s achieved, CPU and page
-faults per record (every process of the receiver), request latency, the share of journal writes (write + fsync, from
-`tailscribe_storage_write_seconds`) over 5 and 25 ms, and how the connections ended up split
-between the two workers a second before the end (`app.balancing`).
+faults per record (every process of the receiver), request latency, the share of journal writes
+(write + fsync, from `tailscribe_storage_write_seconds`) over 5 and 25 ms, and how the connections
+ended up split between the two workers a second before the end (`Receiver.connection_split`).
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Final
 
 PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
-IOV_MAX: Final = os.sysconf("SC_IOV_MAX")
-"""The most buffers one `writev(2)` takes (1024 on Linux)."""
+IOV_MAX: Final = max(16, os.sysconf("SC_IOV_MAX"))
+"""The most buffers one `writev(2)` takes: 1024 on Linux, and never below POSIX's minimum of 16
+(sysconf answers -1 where it sets no limit)."""
 
 Buffer = bytes | bytearray | memoryview
 
