@@ -35,7 +35,6 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from app import auth
 from app.auth import Authenticator
@@ -47,6 +46,7 @@ from app.storage import Batch
 from tests.e2e.conftest import MakeServer, Server, make_server  # noqa: F401 - the fixture, for the log test
 from tests.e2e.hostile import RawAnswer, raw_answer, request_bytes, start_server
 from tests.samples import audit_event, concatenated, envelope, network_event
+from tests.servers.app import serving
 
 AUDIT = concatenated([envelope(audit_event())])
 NETWORK = concatenated([envelope(network_event())])
@@ -335,9 +335,9 @@ def app(tmp_path: Path) -> FastAPI:
 
 
 @pytest.fixture
-def broken(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as client:
-        app.state.storage = BrokenStorage()
+def broken(app: FastAPI) -> Iterator[httpx.Client]:
+    with serving(app) as url, httpx.Client(base_url=url) as client:
+        app.state.storage = BrokenStorage()  # after start-up, which made the real one
         yield client
 
 
@@ -357,7 +357,7 @@ def assert_no_leak(answer: httpx.Response) -> None:
     ],
 )
 def test_an_internal_error_answers_hec_500_without_a_traceback(
-    broken: TestClient, method: str, path: str, body: bytes, caplog: pytest.LogCaptureFixture
+    broken: httpx.Client, method: str, path: str, body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     answer = broken.request(method, path, content=body, headers={"Authorization": "Bearer sec-token"})
 
@@ -380,7 +380,7 @@ def test_an_internal_error_answers_hec_500_without_a_traceback(
     ],
 )
 def test_http_errors_answer_json_without_internals(app: FastAPI, method: str, path: str, status: int) -> None:
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with serving(app) as url, httpx.Client(base_url=url) as client:
         answer = client.request(method, path, headers={"Authorization": "Bearer sec-token"})
 
     assert answer.status_code == status

@@ -3,9 +3,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.testclient import TestClient
 
 from app import __version__
 from app.errors import StorageUnavailable
@@ -22,6 +22,7 @@ from app.status import (
     sources_of,
 )
 from app.storage.local import LocalStorage
+from tests.servers.app import serving
 
 T0 = 1_780_500_000.0  # a whole minute: 2026-06-03T15:20:00Z
 
@@ -164,12 +165,12 @@ def app(tmp_path: Path, board: StatusBoard) -> FastAPI:
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as client:
+def client(app: FastAPI) -> Iterator[httpx.Client]:
+    with serving(app) as url, httpx.Client(base_url=url) as client:
         yield client
 
 
-def test_page_is_html_with_security_headers(client: TestClient):
+def test_page_is_html_with_security_headers(client: httpx.Client):
     answer = client.get("/")
 
     assert answer.status_code == 200
@@ -180,7 +181,7 @@ def test_page_is_html_with_security_headers(client: TestClient):
     assert answer.text.startswith("<!doctype html>")
 
 
-def test_page_escapes_the_source_label_and_never_shows_a_token(client: TestClient):
+def test_page_escapes_the_source_label_and_never_shows_a_token(client: httpx.Client):
     page = client.get("/").text
 
     assert "<script>" not in page
@@ -188,7 +189,7 @@ def test_page_escapes_the_source_label_and_never_shows_a_token(client: TestClien
     assert "secret-token-value" not in page
 
 
-def test_page_loads_nothing_from_elsewhere(client: TestClient):
+def test_page_loads_nothing_from_elsewhere(client: httpx.Client):
     page = client.get("/").text
 
     assert "<script" not in page
@@ -198,7 +199,7 @@ def test_page_loads_nothing_from_elsewhere(client: TestClient):
 
 
 def test_page_shows_version_counts_last_requests_storage_and_links(
-    client: TestClient, board: StatusBoard, tmp_path: Path
+    client: httpx.Client, board: StatusBoard, tmp_path: Path
 ):
     board.record(source_id="corp", log_type="network", accepted=1234, quarantined=2, status=200)
     board.record(source_id="corp", log_type="audit", accepted=0, quarantined=0, status=401)
@@ -216,7 +217,7 @@ def test_page_shows_version_counts_last_requests_storage_and_links(
         assert f'href="{path}"' in page
 
 
-def test_page_shows_why_storage_is_unavailable(client: TestClient, app: FastAPI):
+def test_page_shows_why_storage_is_unavailable(client: httpx.Client, app: FastAPI):
     class BrokenStorage(LocalStorage):
         def check_writable(self) -> None:
             raise StorageUnavailable("the data directory is not writable: <Read-only file system>")
@@ -229,7 +230,7 @@ def test_page_shows_why_storage_is_unavailable(client: TestClient, app: FastAPI)
     assert "the data directory is not writable: &lt;Read-only file system&gt;" in page
 
 
-def test_page_escapes_source_ids_and_log_types_it_did_not_configure(client: TestClient, board: StatusBoard):
+def test_page_escapes_source_ids_and_log_types_it_did_not_configure(client: httpx.Client, board: StatusBoard):
     board.record(source_id='"><img src=x>', log_type="<b>", accepted=1, quarantined=0, status=599)
 
     page = client.get("/").text
@@ -254,7 +255,7 @@ def test_record_outcome_reads_what_the_handler_left_in_request_state(app: FastAP
         record_outcome(request, status=401)  # before the token was checked: no source, no counts
         return {}
 
-    with TestClient(app) as client:
+    with serving(app) as url, httpx.Client(base_url=url) as client:
         client.post("/ingest")
         client.post("/refused")
 
