@@ -70,13 +70,20 @@ def panther_line(row: Row) -> bytes:
     return orjson.dumps(envelope(row), option=orjson.OPT_APPEND_NEWLINE)
 
 
-def ndjson_line(row: Row) -> bytes:
-    return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+def ndjson_lines(batch: SinkBatch) -> list[bytes]:
+    """Each row whole, as the journal holds its line: nothing to parse or serialize again."""
+    return [line + b"\n" for line in batch.lines]
+
+
+def each_row(serialize: Callable[[Row], bytes]) -> Callable[[SinkBatch], list[bytes]]:
+    """Each row parsed and turned into its part of a body by `serialize`."""
+    return lambda batch: [serialize(row) for row in batch.rows]
 
 
 @dataclass(frozen=True, slots=True)
 class BodyFormat:
-    serialize: Callable[[Row], bytes]
+    parts: Callable[[SinkBatch], list[bytes]]
+    """A batch's rows as the pieces of request bodies, in order; `split` groups them by size."""
     content_type: str
     auth: HttpAuth
     """The scheme used with a token when `auth` is not set."""
@@ -85,9 +92,9 @@ class BodyFormat:
 
 
 FORMATS: Final[dict[HttpFormat, BodyFormat]] = {
-    "hec": BodyFormat(hec_event, "application/json", "splunk", 10_000_000),
-    "panther": BodyFormat(panther_line, "application/x-ndjson", "bearer", 1_000_000),  # Panther refuses bigger
-    "ndjson": BodyFormat(ndjson_line, "application/x-ndjson", "bearer", 10_000_000),
+    "hec": BodyFormat(each_row(hec_event), "application/json", "splunk", 10_000_000),
+    "panther": BodyFormat(each_row(panther_line), "application/x-ndjson", "bearer", 1_000_000),  # Panther's limit
+    "ndjson": BodyFormat(ndjson_lines, "application/x-ndjson", "bearer", 10_000_000),
 }
 
 
@@ -192,7 +199,7 @@ class HttpSink:
     def _bodies(self, batch: SinkBatch) -> list[tuple[bytes, int]]:
         """Each request's body (compressed if asked) and how many rows it holds, in order."""
         bodies = []
-        for group in split([self._format.serialize(row) for row in batch.rows], self._limit):
+        for group in split(self._format.parts(batch), self._limit):
             body = b"".join(group)
             bodies.append((gzip.compress(body, compresslevel=6, mtime=0) if self.config.gzip else body, len(group)))
         return bodies
