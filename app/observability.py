@@ -6,20 +6,34 @@ workers start, each worker writes its values there, and `/metrics`, whichever wo
 sums them all (prometheus-client's multiprocess mode). Log lines are JSON objects on stderr (one
 per request, with the rejection reason when there is one), human-readable on a terminal. Neither ever carries a
 token or a record's contents: tokens are not passed here at all, and records are only counted.
+
+A log line is formatted where it is logged but written to stderr by a thread of its own: written on
+the event loop, one stalled reader of stderr (a log collector, a pipe nobody drains) stopped a
+worker answering anything once the pipe was full, 175 requests in. Lines wait in a bounded queue;
+when it is full they are dropped and counted (`tailscribe_log_lines_dropped_total`), never waited for.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import logging.handlers
 import os
+import queue
 import sys
 import time
-from typing import Any
+from functools import cache
+from typing import Any, Final
 
 import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LOG_QUEUE_LINES: Final = 10_000
+"""Log lines that may wait for stderr (a few MB at most); more are dropped and counted."""
+EXIT_FLUSH_SECONDS: Final = 2.0
+"""How long an exiting process waits for its queued log lines to reach a stuck stderr."""
 
 REQUESTS = Counter("tailscribe_requests", "HTTP requests answered, by route and status code.", ["route", "code"])
 REQUEST_DURATION = Histogram(
@@ -71,6 +85,10 @@ SINK_LAG_SECONDS = Gauge(
     multiprocess_mode="livemax",
 )
 
+LOG_LINES_DROPPED = Counter(
+    "tailscribe_log_lines_dropped", "Log lines dropped because standard error was not read fast enough."
+)
+
 METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     REQUESTS,
     REQUEST_DURATION,
@@ -89,6 +107,7 @@ METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     SINK_ERRORS,
     SINK_LAG_RECORDS,
     SINK_LAG_SECONDS,
+    LOG_LINES_DROPPED,
 )
 """Every metric, for the README's generated reference."""
 
@@ -128,12 +147,44 @@ def metrics_text() -> bytes:
     return generate_latest(REGISTRY)
 
 
+class QueuedLines(logging.handlers.QueueHandler):
+    """Formats each line in the logging thread and queues it for the writer; never waits."""
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            LOG_LINES_DROPPED.inc()
+
+
+class StderrWriter(logging.handlers.QueueListener):
+    """The thread that writes queued lines to stderr, in order, and is the one to wait when it is stuck."""
+
+    def stop_within(self, seconds: float) -> None:
+        """Write what is queued, then stop; give up after `seconds` if stderr stays stuck, since
+        `stop()` would wait for it forever."""
+        with contextlib.suppress(queue.Full):
+            self.enqueue_sentinel()
+        if self._thread is not None:  # QueueListener keeps its thread here and has no stop with a timeout
+            self._thread.join(seconds)
+
+
+@cache
+def queued_handler() -> QueuedLines:
+    """This process's one handler and writer thread, started on first use and flushed at exit."""
+    lines: queue.Queue[logging.LogRecord] = queue.Queue(LOG_QUEUE_LINES)
+    writer = StderrWriter(lines, logging.StreamHandler(sys.stderr))  # lines arrive formatted: message only
+    writer.start()
+    atexit.register(writer.stop_within, EXIT_FLUSH_SECONDS)
+    return QueuedLines(lines)
+
+
 def configure_logging(level: str, log_format: str = "auto") -> None:
     """Send tailscribe's and uvicorn's logs to stderr: JSON lines, or human text on a terminal."""
     json_lines = not sys.stderr.isatty() if log_format == "auto" else log_format == "json"
     formatter = JsonFormatter() if json_lines else HumanFormatter()
     formatter.converter = time.gmtime  # timestamps in UTC, like every time in a row
-    handler = logging.StreamHandler(sys.stderr)
+    handler = queued_handler()
     handler.setFormatter(formatter)
     for name in ("tailscribe", "app", "uvicorn", "uvicorn.error"):  # "app": modules log by __name__
         log = logging.getLogger(name)

@@ -127,6 +127,9 @@ def test_a_complete_request_followed_by_garbage_is_answered_and_stored_once_then
     stored = before.since(receiver)
     assert (stored.accepted, stored.quarantined, stored.bodies) == (1, 0, [])
     assert receiver.metric("tailscribe_rejected_requests_total", reason="malformed_http") == refused + 1
+    deadline = time.monotonic() + 5  # log lines are written a moment later, by a thread of their own
+    while refusal_lines(receiver, "malformed_http") == logged and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert refusal_lines(receiver, "malformed_http") == logged + 1
     assert_serving(receiver)
 
