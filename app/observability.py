@@ -31,7 +31,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOG_QUEUE_LINES: Final = 10_000
-"""Log lines that may wait for stderr (a few MB at most); more are dropped and counted."""
+"""Log lines that may wait for stderr (11 MB of access-log records when full); more are dropped and counted."""
 EXIT_FLUSH_SECONDS: Final = 2.0
 """How long an exiting process waits for its queued log lines to reach a stuck stderr."""
 
