@@ -1,10 +1,11 @@
 """A tailscribe app served by a real uvicorn (uvloop, httptools) in a thread of the test process.
 
-For the few tests that must reach into the app they talk to: swap its storage for one that fails,
-or add a route that reaches a handler no real route can. Everything else runs the receiver as a
-subprocess (tests/e2e/conftest.py). The requests still go over HTTP on 127.0.0.1 through the same
-server stack as production, unlike Starlette's TestClient, which calls the app in process (and
-whose use with httpx Starlette now deprecates).
+For tests that build the app in this process: to reach into it (swap its storage for one that
+fails, add a route that reaches a handler no real route can) or to serve one router alone. The
+receiver as a whole, with its guarded HTTP protocol and workers, runs as a subprocess in the e2e
+tests (tests/e2e/conftest.py). Requests still go over HTTP on 127.0.0.1 through uvicorn, uvloop and
+httptools, unlike Starlette's TestClient, which calls the app in process (and whose use with httpx
+Starlette now deprecates).
 
     with serving(create_app(settings)) as url:
         app.state.storage = BrokenStorage()        # after start-up, which set the real one
