@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import os
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import ClassVar, Final, Literal
 
@@ -29,9 +28,8 @@ import zstandard
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, line_field
+from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, by_partition, join_lines
 from app.storage.files import durable_append, durable_write, ensure_dir
-from app.storage.local import partition_path
 
 MiB: Final = 1024 * 1024
 EXTENSIONS: Final = {"none": ".ndjson", "gzip": ".ndjson.gz", "zstd": ".ndjson.zst"}
@@ -86,10 +84,7 @@ class ArchiveSink:
         state = self._state(batch.stream)
         if state.get("first_seq") == batch.first_seq:
             self._undo(state["sizes"])  # type: ignore[arg-type]
-        grouped: defaultdict[str, list[bytes]] = defaultdict(list)
-        for line in batch.lines:  # never parsed: the partition is read off the line itself
-            log_type, event_time = line_field(line, "p_log_type"), line_field(line, "p_event_time")
-            grouped[f"log_type={log_type}/{partition_path(event_time or '')}"].append(line)
+        grouped = by_partition(batch.lines, lambda log_type: f"log_type={log_type}")
         targets = {self._part_file(partition, batch.stream): rows for partition, rows in grouped.items()}
         sizes = {name: self._size(name) for name in targets}
         self._states[batch.stream] = {"first_seq": batch.first_seq, "sizes": sizes}
@@ -129,7 +124,7 @@ class ArchiveSink:
         compressed member or frame of them all."""
         if self.config.compression == "none":
             return [piece for line in lines for piece in (line, NEWLINE)]
-        data = b"\n".join([*lines, b""])
+        data = join_lines(lines)
         if self.config.compression == "gzip":
             return [gzip.compress(data, compresslevel=6)]
         return [zstandard.ZstdCompressor().compress(data)]

@@ -15,6 +15,7 @@ that needs it (fsspec's registry shape).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.storage.local import partition_path
 from app.types import LOG_TYPES, LogType, Row
 
 ENTRY_POINT_GROUP: Final = "tailscribe.sinks"
@@ -148,6 +150,21 @@ def line_field(line: bytes, key: str) -> str | None:
     start += len(marker)
     end = line.find(b'"', start)
     return line[start:end].decode() if end > 0 else None
+
+
+def by_partition(lines: Iterable[bytes], prefix: Callable[[str | None], str]) -> dict[str, list[bytes]]:
+    """`lines` grouped, in order, under `<prefix(p_log_type)>/year=…/hour=…` of their `p_event_time`,
+    both read off the line (`line_field`): grouping a batch parses none of its rows."""
+    groups: dict[str, list[bytes]] = {}
+    for line in lines:
+        log_type, event_time = line_field(line, "p_log_type"), line_field(line, "p_event_time")
+        groups.setdefault(f"{prefix(log_type)}/{partition_path(event_time or '')}", []).append(line)
+    return groups
+
+
+def join_lines(lines: Sequence[bytes]) -> bytes:
+    """The lines as one NDJSON document, each newline-terminated and copied once."""
+    return b"\n".join([*lines, b""])
 
 
 @runtime_checkable

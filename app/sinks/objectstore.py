@@ -44,8 +44,7 @@ from obstore.exceptions import (
 from obstore.store import from_url
 from pydantic import Field, SecretStr, field_validator
 
-from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError, line_field
-from app.storage.local import partition_path
+from app.sinks.base import RetryableSinkError, SinkBatch, SinkConfig, SinkError, by_partition, join_lines, line_field
 from app.types import PANTHER_LOG_TYPES, Row
 
 if TYPE_CHECKING:
@@ -202,16 +201,18 @@ class ObjectStoreSink:
 
         The partition and the first row's id are read off each line (`line_field`), so grouping a
         batch parses none of its rows."""
-        groups: dict[str, list[bytes]] = {}
-        for line in batch.lines:
-            log_type = line_field(line, "p_log_type") or ""
-            top = self._tables[log_type] if self.config.format == "hunters" else f"log_type={log_type}"
-            groups.setdefault(f"{top}/{partition_path(line_field(line, 'p_event_time') or '')}", []).append(line)
+        groups = by_partition(batch.lines, self._top)
         extension = EXTENSIONS[self.config.compression]
         return {
             f"{path}/{batch.stream}-{batch.first_seq:020d}-{line_field(lines[0], 'p_row_id')}{extension}": lines
             for path, lines in groups.items()
         }
+
+    def _top(self, log_type: str | None) -> str:
+        """The key prefix of a log type's objects: its table for hunters, `log_type=…` for panther."""
+        if self.config.format == "hunters":
+            return self._tables[log_type or ""]
+        return f"log_type={log_type or ''}"
 
     def encode(self, lines: list[bytes]) -> bytes:
         """NDJSON, one `\\n`-terminated line per row, compressed; the same rows always give the same bytes.
@@ -220,7 +221,7 @@ class ObjectStoreSink:
         bare record."""
         if self.config.format == "hunters":
             lines = [orjson.dumps(hunters_record(orjson.loads(line))) for line in lines]
-        data = b"\n".join([*lines, b""])
+        data = join_lines(lines)
         if self.config.compression == "gzip":
             return gzip.compress(data, compresslevel=6, mtime=0)
         if self.config.compression == "zstd":

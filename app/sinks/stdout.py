@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import orjson
 
-from app.sinks.base import SinkBatch, SinkConfig, SinkError
+from app.sinks.base import SinkBatch, SinkConfig, SinkError, join_lines
 
 
 class StdoutSinkConfig(SinkConfig):
@@ -44,7 +44,7 @@ class StdoutSink:
 
 
 def _write(lines: list[bytes]) -> None:
-    data = b"\n".join([*lines, b""])  # newline-terminated, each row copied once
+    data = join_lines(lines)
     try:
         sys.stdout.flush()  # anything already printed goes first
         sys.stdout.buffer.write(data)
