@@ -35,7 +35,7 @@ def listening_inodes(port: int) -> set[int]:
     """Inodes of the TCP sockets listening on `port`: one per worker with SO_REUSEPORT (app/workers.py).
 
     The e2e tests use it too."""
-    return {entry.inode for entry in tcp_sockets(port) if entry.state == LISTEN}
+    return {entry.inode for entry in tcp_sockets(port, 1 << LISTEN)}
 
 
 def socket_inodes(pid: int) -> set[int]:
@@ -130,7 +130,7 @@ class Receiver:
         """Established connections per process, most first (`16`, `9/7`, `8/8`): how the kernel and
         the receiver spread the load's connections over the workers, which sets how much of the
         machine a receiver can use (uvicorn's workers share one socket and may leave one idle)."""
-        inodes = {entry.inode for entry in tcp_sockets(self.port) if entry.state == ESTABLISHED}
+        inodes = {entry.inode for entry in tcp_sockets(self.port, 1 << ESTABLISHED)}
         held = [len(socket_inodes(pid) & inodes) for pid in self.pids()]
         return "/".join(str(count) for count in sorted(held, reverse=True) if count) or "0"
 
