@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException
 from app import __version__
 from app.auth import Authenticator
 from app.errors import AuthError, IngestError, StorageUnavailable
+from app.ingest.turns import Turns
 from app.journal.checkpoints import Slot
 from app.middleware import AccessLogMiddleware
 from app.observability import AUTH_FAILURES, REJECTIONS, STORAGE_ERRORS, configure_logging, log_event
@@ -88,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.inflight = 0
-    app.state.processing = asyncio.Semaphore(settings.processing_concurrency)
+    app.state.turns = Turns(settings.processing_concurrency)
+    app.state.probe_limiter = CapacityLimiter(1)  # /readyz's own thread (app.routes.readyz)
     app.state.status = StatusBoard()
     add_ingest_routes(app, authenticator.sources)
     app.include_router(router)

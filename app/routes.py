@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import IO, Any, Final
 
+from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,6 +23,7 @@ from app.errors import BodyTimeout, InvalidToken, LogTypeNotAllowed, Overloaded,
 from app.ingest.body import read_capped, read_spooled
 from app.ingest.decoders import SUPPORTED_DECODERS
 from app.ingest.pipeline import RequestContext, prepare_request, store_batch
+from app.ingest.turns import Turns
 from app.observability import INFLIGHT, REQUEST_BYTES, metrics_text
 from app.settings import Settings
 from app.status import record_outcome
@@ -110,12 +112,7 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
             metadata={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
         )
         storage = request.app.state.storage
-        # One body at a time per worker (processing_concurrency): a parsed 11 MB body is several hundred
-        # MB of Python objects, and under the GIL a second one in parallel would not finish sooner. The
-        # fsync wait is outside, so the next body is prepared meanwhile and appends share fsyncs.
-        async with request.app.state.processing:
-            batch = await run_in_threadpool(_prepare, spool, ctx, settings, storage)
-    await run_in_threadpool(store_batch, batch, storage)
+        batch = await run_in_threadpool(_prepare_and_store, spool, ctx, settings, storage, request.app.state.turns)
     request.state.accepted = batch.accepted
     request.state.quarantined = len(batch.quarantined)
     record_outcome(request, status=200)
@@ -124,9 +121,19 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
     )
 
 
-def _prepare(spool: IO[bytes], ctx: RequestContext, settings: Settings, storage: Storage) -> Batch:
-    """Read the spooled body back and prepare it, both in a worker thread."""
-    return prepare_request(read_spooled(spool), ctx, settings, storage)
+def _prepare_and_store(
+    spool: IO[bytes], ctx: RequestContext, settings: Settings, storage: Storage, turns: Turns
+) -> Batch:
+    """Read the spooled body back, prepare it and store it, in one worker thread (`app.ingest.turns`).
+
+    One body at a time per worker (processing_concurrency): a parsed 11 MB body is several hundred MB
+    of Python objects, and under the GIL a second one in parallel would not finish sooner. The fsync
+    wait is outside the turn, so the next body is prepared meanwhile and appends share fsyncs.
+    """
+    with turns:
+        batch = prepare_request(read_spooled(spool), ctx, settings, storage)
+    store_batch(batch, storage)
+    return batch
 
 
 def add_ingest_routes(app: FastAPI, sources: list[Source]) -> None:
@@ -160,9 +167,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: the data directory takes writes")
 async def readyz(request: Request) -> JSONResponse:
+    """Probe the storage in a thread of its own limiter (one probe at a time per worker).
+
+    Not in the thread pool's shared 40 threads: requests waiting for their turn at preparing a body
+    hold those (`app.ingest.turns`), and a readiness probe queued behind them would time out exactly
+    when the worker is busiest, taking it out of its load balancer's rotation.
+    """
     storage: Storage = request.app.state.storage
     try:
-        await run_in_threadpool(storage.check_writable)
+        await to_thread.run_sync(storage.check_writable, limiter=request.app.state.probe_limiter)
     except StorageUnavailable as exc:
         return JSONResponse({"status": "unavailable", "detail": exc.detail}, status_code=503)
     return JSONResponse({"status": "ready"})

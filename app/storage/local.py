@@ -13,6 +13,7 @@ process writes its own quarantine `part-<start time>-<pid>` file, so workers nev
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -81,10 +82,15 @@ class LocalStorage:
             raise StorageUnavailable(f"could not keep the rejected body: {exc.strerror}") from exc
 
     def check_writable(self) -> None:
+        """Write, fsync and remove a probe file in the journal's and the quarantine's directories.
+
+        The probe is named for its process and thread: the quarantine directory is every worker's, and
+        two probes of one name raced (one's unlink took the other's file, which then failed with 503).
+        """
         if self.journal.is_full():
             raise JournalFull("the journal is over journal_max_bytes: sinks are behind", retry_after=30)
         for directory in (self.journal.directory, self.quarantine_dir):
-            probe = directory / ".writable"
+            probe = directory / f".writable-{os.getpid()}-{threading.get_ident()}"
             try:
                 durable_write(probe, b"ok")
                 probe.unlink()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import errno
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -100,6 +102,26 @@ def test_unwritable_data_dir_is_reported(tmp_path: Path):
 
     with pytest.raises(StorageUnavailable, match="not writable"):
         local.check_writable()
+
+
+def test_probes_at_once_in_two_workers_and_threads_all_pass_and_leave_nothing(tmp_path: Path):
+    """The quarantine directory is every worker's: probes of one file name took each other's file."""
+    workers = [
+        storage(tmp_path),
+        LocalStorage(tmp_path, Journal(tmp_path / "journal-2", segment_bytes=1 << 20, max_bytes=1 << 30)),
+    ]
+    start = threading.Barrier(8)
+
+    def probe(local: LocalStorage) -> None:
+        start.wait()
+        for _ in range(40):
+            local.check_writable()
+
+    with ThreadPoolExecutor(8) as pool:
+        for done in [pool.submit(probe, workers[n % 2]) for n in range(8)]:
+            done.result()  # raises what the thread raised
+
+    assert not [path for path in tmp_path.rglob(".writable*")]
 
 
 def test_a_full_journal_makes_storage_unready(tmp_path: Path):
