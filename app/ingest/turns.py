@@ -2,8 +2,8 @@
 
 A request's body is prepared (decoded, framed, validated, enriched) and then stored (journal append,
 fsync wait) in one worker thread, so a request costs one hand-off to a thread and back rather than
-two. A hand-off is not cheap on this project's VMs: about 90 µs of CPU, and for a 1-record request
-the second one was a fifth of its CPU (bench/RESULTS.md, "One thread hop a request"). The limit on
+two. A hand-off is not cheap on this project's VMs, about 90 µs of CPU: without the second, a 1-record
+request costs 8-25% less CPU (bench/RESULTS.md, "One thread hop a request"). The limit on
 bodies prepared at once (`processing_concurrency`) is therefore taken in that thread, not on the
 event loop, and released before the fsync wait, so the next body is prepared while this one's
 append waits for its sync and appends still share fsyncs.
