@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticator = authenticator
     app.state.inflight = 0
     app.state.turns = Turns(settings.processing_concurrency)
-    app.state.probe_limiter = CapacityLimiter(1)  # /readyz's own thread (app.routes.readyz)
+    app.state.ingest_threads = CapacityLimiter(settings.max_concurrent_requests)  # app.routes._prepare_and_store
     app.state.status = StatusBoard()
     add_ingest_routes(app, authenticator.sources)
     app.include_router(router)

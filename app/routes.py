@@ -111,8 +111,10 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
             content_encoding=content_encoding,
             metadata={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
         )
-        storage = request.app.state.storage
-        batch = await run_in_threadpool(_prepare_and_store, spool, ctx, settings, storage, request.app.state.turns)
+        state = request.app.state
+        batch = await to_thread.run_sync(
+            _prepare_and_store, spool, ctx, settings, state.storage, state.turns, limiter=state.ingest_threads
+        )
     request.state.accepted = batch.accepted
     request.state.quarantined = len(batch.quarantined)
     record_outcome(request, status=200)
@@ -129,6 +131,11 @@ def _prepare_and_store(
     One body at a time per worker (processing_concurrency): a parsed 11 MB body is several hundred MB
     of Python objects, and under the GIL a second one in parallel would not finish sooner. The fsync
     wait is outside the turn, so the next body is prepared meanwhile and appends share fsyncs.
+
+    A request waiting for its turn holds its thread, so these threads come from a limiter of their
+    own (`max_concurrent_requests` of them, one for every request that may be in progress), not from
+    the 40 that the sink runners, the archive, /readyz and the status page share: queued behind
+    waiting requests, those would stall just when the worker is busiest.
     """
     with turns:
         batch = prepare_request(read_spooled(spool), ctx, settings, storage)
@@ -167,15 +174,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: the data directory takes writes")
 async def readyz(request: Request) -> JSONResponse:
-    """Probe the storage in a thread of its own limiter (one probe at a time per worker).
-
-    Not in the thread pool's shared 40 threads: requests waiting for their turn at preparing a body
-    hold those (`app.ingest.turns`), and a readiness probe queued behind them would time out exactly
-    when the worker is busiest, taking it out of its load balancer's rotation.
-    """
     storage: Storage = request.app.state.storage
     try:
-        await to_thread.run_sync(storage.check_writable, limiter=request.app.state.probe_limiter)
+        await run_in_threadpool(storage.check_writable)
     except StorageUnavailable as exc:
         return JSONResponse({"status": "unavailable", "detail": exc.detail}, status_code=503)
     return JSONResponse({"status": "ready"})

@@ -109,7 +109,8 @@ def test_a_worker_prepares_processing_concurrency_bodies_at_a_time(
 def test_readiness_is_answered_while_more_requests_wait_their_turn_than_the_thread_pool_has_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """Requests waiting to be prepared each hold one of the pool's 40 threads; the probe has its own."""
+    """Requests waiting for their turn each hold a thread: from a limiter of their own, not from the 40
+    that /readyz shares with the sink runners and the status page."""
     preparation = SlowPreparation(monkeypatch)
     preparation.go.clear()
     app = create_app(Settings(data_dir=tmp_path, token="main-token"))
