@@ -115,8 +115,8 @@ def test_readiness_is_answered_while_more_requests_wait_their_turn_than_the_thre
     preparation.go.clear()
     app = create_app(Settings(data_dir=tmp_path, token="main-token"))
     with serving(app) as url:
-        posting = threading.Thread(target=lambda: statuses.extend(post_at_once(url, 50)))
         statuses: list[int] = []
+        posting = threading.Thread(target=lambda: statuses.extend(post_at_once(url, 50)))
         posting.start()
         deadline = time.monotonic() + WAIT
         while app.state.inflight < 50 and time.monotonic() < deadline:
