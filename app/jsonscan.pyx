@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Framing's scans of a body's bytes, in C (app/ingest/framing.py).
+"""Scans of JSON text in C: framing's of a body's bytes (app/ingest/framing.py), the journal's of
+an entry's lines (app/journal/format.py).
 
 `container_end`: where a JSON object or array ends, found without building it. Both of framing's
 parsers, orjson and json's scanner, build the value they read, and Python objects take about twelve
@@ -13,9 +14,11 @@ else it is some end, or none, and the bytes are refused either way.
 `next_boundary` and `count_openers`: the two scans framing's fast path makes of every record, where
 it may end and how many brackets it opens. They replaced a regular expression and two `bytes.count`
 calls, which took 38,000 of a network record's 490,000 instructions in process (callgrind).
+
+`split_lines`: a journal entry's NDJSON cut into its rows, for the sinks.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr
 
 
@@ -122,3 +125,26 @@ def count_openers(bytes data, Py_ssize_t start, Py_ssize_t stop):
             c = base[i]
             total += (c == 123) | (c == 91)  # '{' '['
     return total
+
+
+def split_lines(bytes data):
+    """The lines of `data`, cut at each `\\n` (found with memchr), without them: `data.split(b"\\n")`
+    less the empty piece after a final newline. For NDJSON, which holds no raw `\\r`, the same as
+    `data.splitlines()`.
+
+    Every row a sink runner reads from the journal goes through here. `bytes.splitlines` and
+    `bytes.split` test each byte in a loop of their own: 190-245 µs for a 73-row entry of 4 KB rows,
+    2.5% of a worker's CPU at peak (perf), against about 15 µs with memchr."""
+    cdef const char *base = PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t start = 0
+    cdef const char *found
+    cdef list lines = []
+    while start < n:
+        found = <const char *>memchr(base + start, 10, n - start)  # '\n'
+        if found == NULL:
+            lines.append(PyBytes_FromStringAndSize(base + start, n - start))
+            break
+        lines.append(PyBytes_FromStringAndSize(base + start, (found - base) - start))
+        start = (found - base) + 1
+    return lines

@@ -31,6 +31,8 @@ from typing import Final, NamedTuple
 
 import xxhash
 
+from app.jsonscan import split_lines
+
 HEADER: Final = struct.Struct("<IIQdQ")
 CHECKED: Final = struct.Struct("<IIQd")
 """The header fields covered by the checksum (all but the checksum itself)."""
@@ -106,7 +108,7 @@ def read_entries(path: Path, start: Position, end_offset: int) -> Iterator[Entry
             offset += HEADER.size + length
             seq = first_seq + count
             yield Entry(
-                payload.splitlines(), first_seq, appended_at, Position(start.segment, offset, seq), HEADER.size + length
+                split_lines(payload), first_seq, appended_at, Position(start.segment, offset, seq), HEADER.size + length
             )
 
 

@@ -1,12 +1,13 @@
-"""app/jsonscan.pyx: framing's byte scans in C.
+"""app/jsonscan.pyx: framing's and the journal's byte scans in C.
 
 `container_end`, where a JSON object or array ends, found without parsing it: framing trusts it to
 refuse a record over `max_record_bytes` unparsed and carry on after it, so for valid JSON it must find
 exactly the end a parser finds, whatever the strings hold, and a value cut short anywhere must not
 seem to end.
 
-`next_boundary` and `count_openers` replace a regular expression and `bytes.count`, so each is held
-to give exactly what the one it replaced gives, on bytes made of what they look for.
+`next_boundary`, `count_openers` and `split_lines` replace a regular expression, `bytes.count` and
+`bytes.splitlines`, so each is held to give exactly what the one it replaced gives, on bytes made of
+what they look for.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.jsonscan import container_end, count_openers, next_boundary
+from app.jsonscan import container_end, count_openers, next_boundary, split_lines
 
 # Strings full of what a bracket counter could trip on: quotes, backslashes, brackets, and non-ASCII.
 tricky_text = st.text(st.sampled_from('{}[]"\\/ :,\n\t\u00e9\u2028\U0001f600ab'), max_size=12) | st.text(max_size=8)
@@ -103,3 +104,20 @@ def test_count_openers_over_a_long_buffer() -> None:
     assert count_openers(data, 1, 27) == 5
     with pytest.raises(ValueError, match="negative"):
         count_openers(data, -1, 3)
+
+
+@given(st.binary(max_size=64) | st.lists(st.sampled_from([b"\n", b"\r", b"{}", b"x", b"\xe9"])).map(b"".join))
+def test_split_lines_cuts_at_each_newline_and_drops_only_the_piece_after_a_final_one(data: bytes) -> None:
+    pieces = data.split(b"\n")
+    if pieces[-1] == b"":
+        pieces.pop()
+
+    assert split_lines(data) == pieces
+
+
+@given(st.lists(values, max_size=8))
+def test_split_lines_gives_back_the_rows_of_ndjson_as_splitlines_did(rows: list[object]) -> None:
+    lines = [orjson.dumps(row) for row in rows]
+    ndjson = b"".join(line + b"\n" for line in lines)
+
+    assert split_lines(ndjson) == ndjson.splitlines() == lines
