@@ -143,23 +143,47 @@ def line_field(line: bytes, key: str) -> str | None:
     the last `"key":"` in the line is the top-level one even if a sender hid the same key deeper in
     the record. The values read this way (log type, event time, row id) never hold a quote.
     """
-    marker = _marker(key)
+    raw = _raw_field(line, _marker(key))
+    return None if raw is None else raw.decode()
+
+
+def _raw_field(line: bytes, marker: bytes) -> bytes | None:
+    """`line_field`'s value as the line's bytes."""
     start = line.rfind(marker)
     if start < 0:
         return None
     start += len(marker)
     end = line.find(b'"', start)
-    return line[start:end].decode() if end > 0 else None
+    return line[start:end] if end > 0 else None
 
 
 def by_partition(lines: Iterable[bytes], prefix: Callable[[str | None], str]) -> dict[str, list[bytes]]:
     """`lines` grouped, in order, under `<prefix(p_log_type)>/year=…/hour=…` of their `p_event_time`,
-    both read off the line (`line_field`): grouping a batch parses none of its rows."""
+    both read off the line (`line_field`): grouping a batch parses none of its rows.
+
+    A batch's rows fall into a few partitions, so each line's path is looked up by the raw bytes that
+    decide it, and built once per partition: decoding both fields and formatting the path for every
+    line took 2-3 µs a row, the archive's largest cost at peak (py-spy). The hour is an event time's
+    first `_HOUR` characters, the same bytes when they are ASCII (a non-ASCII one is not cached)."""
     groups: dict[str, list[bytes]] = {}
+    paths: dict[tuple[bytes | None, bytes | None], str] = {}
     for line in lines:
-        log_type, event_time = line_field(line, "p_log_type"), line_field(line, "p_event_time")
-        groups.setdefault(f"{prefix(log_type)}/{partition_path(event_time or '')}", []).append(line)
+        event_time = _raw_field(line, _EVENT_TIME)
+        key = (_raw_field(line, _LOG_TYPE), None if event_time is None else event_time[:_HOUR])
+        path = paths.get(key)
+        if path is None:
+            log_type, text = (None if raw is None else raw.decode() for raw in (key[0], event_time))
+            path = f"{prefix(log_type)}/{partition_path(text or '')}"
+            if event_time is None or event_time.isascii():
+                paths[key] = path
+        groups.setdefault(path, []).append(line)
     return groups
+
+
+_LOG_TYPE: Final = _marker("p_log_type")
+_EVENT_TIME: Final = _marker("p_event_time")
+_HOUR: Final = len("2026-06-03T15")
+"""The characters of a `p_event_time` that its partition's path is made of (`partition_path`)."""
 
 
 def join_lines(lines: Sequence[bytes]) -> bytes:
