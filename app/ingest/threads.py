@@ -37,7 +37,8 @@ from app.observability import STORAGE_WRITE
 from app.settings import Settings
 from app.storage import Batch, Storage
 
-Outcome = tuple["asyncio.Future[Batch]", Batch | BaseException]
+Outcome = tuple[asyncio.Future[Batch], Batch | BaseException]
+"""A request's future and what it gets: its durable batch, or the error it is answered with."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -138,11 +139,11 @@ class IngestThreads:
         for prepared, ticket, started in written:
             try:
                 prepared.storage.wait(ticket)
-            except Exception as exc:
+                STORAGE_WRITE.observe(time.perf_counter() - started)
+                count_outcomes(prepared.batch)  # only now: rows of a request refused with 503 were never accepted
+            except Exception as exc:  # every request gets an answer: a bug here must not stop the thread
                 outcomes.append((prepared.future, exc))
                 continue
-            STORAGE_WRITE.observe(time.perf_counter() - started)
-            count_outcomes(prepared.batch)  # only now: rows of a request refused with 503 were never accepted
             outcomes.append((prepared.future, prepared.batch))
         return outcomes
 
