@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Drains slots left behind by a run with more workers.
         adopter = SlotAdopter(settings, slot, [config.name for config, _ in sinks])
         app.state.storage = LocalStorage(settings.data_dir, journal)
+        app.state.ingest_threads.start()
         app.state.spool_dir = settings.data_dir / "spool"  # large bodies wait here (app.ingest.body)
         ensure_dir(app.state.spool_dir)
         group.start()
@@ -70,7 +71,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cpu=pin.cpu if pin else None,
             sinks=[config.name for config, _ in sinks],
         )
-        app.state.ingest_threads.start()
         try:
             yield
         finally:

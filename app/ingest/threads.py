@@ -37,8 +37,7 @@ from app.observability import STORAGE_WRITE
 from app.settings import Settings
 from app.storage import Batch, Storage
 
-Outcome = tuple[asyncio.Future[Batch], Batch | BaseException]
-"""A request's future and what it gets: its durable batch, or the error it is answered with."""
+Outcome = tuple["asyncio.Future[Batch]", Batch | BaseException]
 
 
 @dataclass(slots=True, frozen=True)
@@ -139,11 +138,11 @@ class IngestThreads:
         for prepared, ticket, started in written:
             try:
                 prepared.storage.wait(ticket)
-                STORAGE_WRITE.observe(time.perf_counter() - started)
-                count_outcomes(prepared.batch)  # only now: rows of a request refused with 503 were never accepted
-            except Exception as exc:  # every request gets an answer: a bug here must not stop the thread
+            except Exception as exc:
                 outcomes.append((prepared.future, exc))
                 continue
+            STORAGE_WRITE.observe(time.perf_counter() - started)
+            count_outcomes(prepared.batch)  # only now: rows of a request refused with 503 were never accepted
             outcomes.append((prepared.future, prepared.batch))
         return outcomes
 
