@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException
 from app import __version__
 from app.auth import Authenticator
 from app.errors import AuthError, IngestError, StorageUnavailable
-from app.ingest.threads import IngestThreads
+from app.ingest.turns import Turns
 from app.journal.checkpoints import Slot
 from app.middleware import AccessLogMiddleware
 from app.observability import AUTH_FAILURES, REJECTIONS, STORAGE_ERRORS, configure_logging, log_event
@@ -57,7 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Drains slots left behind by a run with more workers.
         adopter = SlotAdopter(settings, slot, [config.name for config, _ in sinks])
         app.state.storage = LocalStorage(settings.data_dir, journal)
-        app.state.ingest_threads.start()
         app.state.spool_dir = settings.data_dir / "spool"  # large bodies wait here (app.ingest.body)
         ensure_dir(app.state.spool_dir)
         group.start()
@@ -74,8 +74,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            # The server has answered every request it took; what the threads still hold is unanswered.
-            await app.state.ingest_threads.stop()
             # Acknowledged rows are already in the journal; this only lets sinks deliver what they hold.
             await asyncio.gather(group.stop(timeout=settings.shutdown_timeout), adopter.stop())
             journal.close()
@@ -92,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.inflight = 0
-    app.state.ingest_threads = IngestThreads(settings)
+    app.state.turns = Turns(settings.processing_concurrency)
+    app.state.ingest_threads = CapacityLimiter(settings.max_concurrent_requests)  # app.routes._prepare_and_store
     app.state.status = StatusBoard()
     add_ingest_routes(app, authenticator.sources)
     app.include_router(router)

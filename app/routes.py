@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import IO, Any, Final
 
+from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -19,14 +20,14 @@ from starlette.requests import ClientDisconnect
 
 from app.auth import Authenticator, Source, single_authorization
 from app.errors import BodyTimeout, InvalidToken, LogTypeNotAllowed, Overloaded, StorageUnavailable
-from app.ingest.body import read_capped
+from app.ingest.body import read_capped, read_spooled
 from app.ingest.decoders import SUPPORTED_DECODERS
-from app.ingest.pipeline import RequestContext
-from app.ingest.threads import IngestThreads
+from app.ingest.pipeline import RequestContext, prepare_request, store_batch
+from app.ingest.turns import Turns
 from app.observability import INFLIGHT, REQUEST_BYTES, metrics_text
 from app.settings import Settings
 from app.status import record_outcome
-from app.storage import Storage
+from app.storage import Batch, Storage
 from app.types import PANTHER_LOG_TYPES, LogType
 
 router = APIRouter()
@@ -83,15 +84,6 @@ async def ingest(request: Request, log_type: LogType | None, *, only_source: str
 
 async def _receive(request: Request, settings: Settings, source: Source, log_type: LogType | None) -> JSONResponse:
     content_encoding = request.headers.get("content-encoding")
-    ctx = RequestContext(
-        request_id=request.state.request_id,
-        log_type=log_type,
-        source_id=source.id,
-        source_label=source.label,
-        allowed_log_types=source.log_types,
-        content_encoding=content_encoding,
-        metadata={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
-    )
     try:
         async with asyncio.timeout(settings.body_timeout):
             spool = await read_capped(
@@ -106,17 +98,49 @@ async def _receive(request: Request, settings: Settings, source: Source, log_typ
         # Nobody is left to answer; the log line and the metric are all that remain of it.
         request.state.reason = "client_disconnected"
         return JSONResponse({"text": "Client disconnected", "code": 6}, status_code=400)
-    request.state.bytes = size = spool.tell()
-    REQUEST_BYTES.labels(encoding_label(content_encoding)).inc(size)
-    threads: IngestThreads = request.app.state.ingest_threads
-    # The spool is the preparer's from here on; the answer comes once the rows are durable.
-    batch = await threads.submit(spool, ctx, request.app.state.storage)
+    with spool:  # closing removes a spooled body's file
+        size = spool.tell()
+        REQUEST_BYTES.labels(encoding_label(content_encoding)).inc(size)
+        request.state.bytes = size
+        ctx = RequestContext(
+            request_id=request.state.request_id,
+            log_type=log_type,
+            source_id=source.id,
+            source_label=source.label,
+            allowed_log_types=source.log_types,
+            content_encoding=content_encoding,
+            metadata={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
+        )
+        state = request.app.state
+        batch = await to_thread.run_sync(
+            _prepare_and_store, spool, ctx, settings, state.storage, state.turns, limiter=state.ingest_threads
+        )
     request.state.accepted = batch.accepted
     request.state.quarantined = len(batch.quarantined)
     record_outcome(request, status=200)
     return JSONResponse(
         {"text": "Success", "code": 0, "accepted": batch.accepted, "quarantined": len(batch.quarantined)}
     )
+
+
+def _prepare_and_store(
+    spool: IO[bytes], ctx: RequestContext, settings: Settings, storage: Storage, turns: Turns
+) -> Batch:
+    """Read the spooled body back, prepare it and store it, in one worker thread (`app.ingest.turns`).
+
+    One body at a time per worker (processing_concurrency): a parsed 11 MB body is several hundred MB
+    of Python objects, and under the GIL a second one in parallel would not finish sooner. The fsync
+    wait is outside the turn, so the next body is prepared meanwhile and appends share fsyncs.
+
+    A request waiting for its turn holds its thread, so these threads come from a limiter of their
+    own (`max_concurrent_requests` of them, one for every request that may be in progress), not from
+    the 40 that the sink runners, the archive, /readyz and the status page share: queued behind
+    waiting requests, those would stall just when the worker is busiest.
+    """
+    with turns:
+        batch = prepare_request(read_spooled(spool), ctx, settings, storage)
+    store_batch(batch, storage)
+    return batch
 
 
 def add_ingest_routes(app: FastAPI, sources: list[Source]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.ingest import threads
+from app import routes
 from app.ingest.pipeline import prepare_request
 from app.main import create_app
 from app.settings import Settings
@@ -62,7 +62,7 @@ class SlowPreparation:
         self.now = self.most = self.started = 0
         self.go = threading.Event()
         self.go.set()
-        monkeypatch.setattr(threads, "prepare_request", self)
+        monkeypatch.setattr(routes, "prepare_request", self)
 
     def __call__(self, *args: Any) -> Batch:
         with self.lock:
@@ -109,8 +109,8 @@ def test_a_worker_prepares_processing_concurrency_bodies_at_a_time(
 def test_readiness_is_answered_while_more_requests_wait_their_turn_than_the_thread_pool_has_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """Requests waiting for their turn hold no thread of the 40 that /readyz shares with the sink
-    runners and the status page: their bodies wait in the preparer's queue (`app.ingest.threads`)."""
+    """Requests waiting for their turn each hold a thread: from a limiter of their own, not from the 40
+    that /readyz shares with the sink runners and the status page."""
     preparation = SlowPreparation(monkeypatch)
     preparation.go.clear()
     app = create_app(Settings(data_dir=tmp_path, token="main-token"))

@@ -313,10 +313,7 @@ LEAKS = ("Traceback", 'File "', ".py", "site-packages", "RuntimeError", "kaboom"
 class BrokenStorage:
     """A storage with a bug: every call raises something no handler expects."""
 
-    def write(self, batch: Batch) -> int:
-        raise RuntimeError("kaboom in /secret/path/storage.py")
-
-    def wait(self, ticket: int) -> None:
+    def store(self, batch: Batch) -> None:
         raise RuntimeError("kaboom in /secret/path/storage.py")
 
     def store_rejected_body(self, rejected: object) -> None:

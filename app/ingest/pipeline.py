@@ -1,12 +1,12 @@
 """One request's records from raw bytes to durable rows: decode, frame, validate, enrich, store.
 
 This is the receiver's core and knows nothing of HTTP, so the CLI, tests and benchmarks call it
-directly. It runs in a preparer thread (`app.ingest.threads`), one call per request, and the storer
-thread then makes the batch durable (`Storage.write`, `Storage.wait`) before the request is answered:
+directly. It runs in a worker thread (it is CPU work and blocking fsync), one call per request:
 
     prepare_request:  raw ─► decode_body ─► iter_records ─► each: wrap_bare ─► classify ─► validate ─► enrich ─► dumps
                              │            │                          └─ failure: quarantine row (why + record)
                              └────────────┴─► failure: the raw body goes to quarantine, the request gets 400
+    store_batch:      storage.store(batch) (fsynced) ─► the caller may now answer 2xx
 
 Each record becomes its stored JSON line as soon as it is enriched, before the next one is parsed, so
 a request holds its body and its lines but never all of its records as Python objects (about nine
@@ -28,7 +28,7 @@ from app.enrich import RECEIVER_FIELDS, enrich, format_timestamp
 from app.errors import DecodeError, FramingError, NestingTooDeep
 from app.ingest.body import decode_body
 from app.ingest.framing import Unparsed, iter_records
-from app.observability import RECORDS, VALIDATION_ERRORS
+from app.observability import RECORDS, STORAGE_WRITE, VALIDATION_ERRORS
 from app.schemas import RecordInvalid, classify, validate, wrap_bare
 from app.settings import DEFAULT_MAX_RECORD_BYTES, Settings
 from app.storage import Batch, RejectedBody, Storage
@@ -82,6 +82,17 @@ def prepare_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
             )
         )
         raise
+
+
+def store_batch(batch: Batch, storage: Storage) -> None:
+    """Make the batch durable: the I/O half of a request, after which it may be answered 2xx.
+
+    Kept apart from `prepare_request` so a worker prepares the next body while this one waits for
+    its fsync, and concurrent requests' appends share one fsync (the journal's group commit).
+    """
+    with STORAGE_WRITE.time():
+        storage.store(batch)
+    count_outcomes(batch)  # only now: rows of a request refused with 503 were never accepted
 
 
 def build_batch(

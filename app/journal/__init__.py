@@ -6,12 +6,11 @@ slow or dead sink delays delivery but never loses a row and never blocks ingest,
 passes `max_bytes`: then appends fail with `JournalFull` (503 + Retry-After) and Tailscale re-sends
 later, while the sinks catch up and free whole segments.
 
-Group commit: an entry is written (`write`) and then waited for (`wait`) until some fsync covers it;
-the first waiter to find no fsync running does one for everything written so far. Entries written
-together therefore share an fsync, as in a database's write-ahead log: the request path's storer
-thread writes every batch prepared meanwhile and then waits for them all (`app.ingest.threads`). If
-an fsync fails, the file is cut back to the last durable byte and every entry that fsync was to
-cover fails: Linux may have dropped those pages (fsync(2), "fsyncgate").
+Group commit: appends come from worker threads (one per request). Each writes its entry under a
+lock, then waits until some fsync covers it; the first waiter to find no fsync running does one
+for everyone written so far. Concurrent requests therefore share an fsync, as in a database's
+write-ahead log. If an fsync fails, the file is cut back to the last durable byte and every entry
+that fsync was to cover fails: Linux may have dropped those pages (fsync(2), "fsyncgate").
 
 Recycling: a released segment is not deleted but renamed to a spare (up to `SPARES`), and the next
 new segment takes a spare's file and overwrites it in place, as PostgreSQL recycles WAL segments.
@@ -139,12 +138,7 @@ class Journal:
         self._listeners.remove(callback)
 
     def append(self, ndjson: bytes | bytearray, count: int) -> None:
-        """Store one batch of `count` rows, newline-terminated JSON lines, durably; return once fsynced."""
-        self.wait(self.write(ndjson, count))
-
-    def write(self, ndjson: bytes | bytearray, count: int) -> int:
-        """Write one batch of `count` rows, newline-terminated JSON lines, as an entry; return its ticket
-        for `wait`. Nothing written is durable, nor seen by readers, until a `wait` returns for it.
+        """Store one batch of `count` rows, newline-terminated JSON lines, durably; return once fsynced.
 
         Raises `JournalFull` over the byte cap and `StorageUnavailable` when the disk fails.
         """
@@ -157,12 +151,7 @@ class Journal:
             self._end = Position(self._end.segment, self._end.offset + size, self._end.seq + count)
             self._sizes[self._end.segment] = self._end.offset
             self._written += 1
-            return self._written
-
-    def wait(self, ticket: int) -> None:
-        """Return once the entry `write` gave `ticket` is fsynced, doing the fsync if nobody is: one
-        fsync covers every entry written before it started. Raises `StorageUnavailable` if it failed."""
-        with self._cond:
+            ticket = self._written
             self._wait_durable(ticket)
             self._report()
         for listener in self._listeners:

@@ -44,13 +44,8 @@ class RejectedBody:
 
 
 class Storage(Protocol):
-    def write(self, batch: Batch) -> int:
-        """Write every row of `batch`; return a ticket for `wait`. Raise `StorageUnavailable` if any
-        could not be written, `JournalFull` when the journal refuses more."""
-
-    def wait(self, ticket: int) -> None:
-        """Return once the batch `write` gave `ticket` is durable; raise `StorageUnavailable` if it
-        could not be made so. Waits for batches written together share one fsync."""
+    def store(self, batch: Batch) -> None:
+        """Make every row of `batch` durable; raise `StorageUnavailable` if any could not be."""
 
     def store_rejected_body(self, rejected: RejectedBody) -> None:
         """Keep a body that failed as a whole (not JSON, truncated, corrupt compression)."""

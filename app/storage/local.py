@@ -17,7 +17,6 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Final
 
 import orjson
 
@@ -26,9 +25,6 @@ from app.journal import Journal, JournalFull
 from app.storage import Batch, RejectedBody
 from app.storage.files import durable_append, durable_write, ensure_dir
 from app.types import Row
-
-NOTHING_TO_WAIT_FOR: Final = 0
-"""The ticket of a batch without accepted rows: its quarantine rows are durable once written."""
 
 
 def partition_path(timestamp: str, *, hours: bool = True) -> str:
@@ -50,13 +46,11 @@ class LocalStorage:
         self.part_name = f"part-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.ndjson"
         ensure_dir(self.quarantine_dir)
 
-    def write(self, batch: Batch) -> int:
-        """Quarantine first (fsynced), then the journal entry (not yet); return the ticket `wait` takes.
-
-        A failure between the two makes the sender retry the request, and the rows written before it
-        are written again. Duplicated quarantine rows stay on this disk; duplicated journal rows would
-        reach every sink. A full journal, the usual refusal (sinks behind), is checked before anything
-        is written."""
+    def store(self, batch: Batch) -> None:
+        """Quarantine first, then the journal: a failure between the two makes the sender retry the
+        request, and the rows written before it are written again. Duplicated quarantine rows stay on
+        this disk; duplicated journal rows would reach every sink. A full journal, the usual refusal
+        (sinks behind), is checked before anything is written."""
         if batch.accepted:
             self.journal.check_room()
         files: defaultdict[Path, list[Row]] = defaultdict(list)
@@ -67,12 +61,8 @@ class LocalStorage:
                 durable_append(path, [ndjson(rows)])
         except OSError as exc:
             raise StorageUnavailable(f"could not write to the data directory: {exc.strerror}") from exc
-        return self.journal.write(batch.ndjson, batch.accepted) if batch.accepted else NOTHING_TO_WAIT_FOR
-
-    def wait(self, ticket: int) -> None:
-        """Return once the batch `write` gave `ticket` is durable (the journal's group commit)."""
-        if ticket != NOTHING_TO_WAIT_FOR:
-            self.journal.wait(ticket)
+        if batch.accepted:
+            self.journal.append(batch.ndjson, batch.accepted)
 
     def store_rejected_body(self, rejected: RejectedBody) -> None:
         directory = self.quarantine_dir / "bodies" / partition_path(rejected.received_at, hours=False)

@@ -28,11 +28,6 @@ def batch_of(*rows: dict[str, object]) -> Batch:
     return batch
 
 
-def store(local: LocalStorage, batch: Batch) -> None:
-    """What the request path's storer thread does with one batch: write it, then wait until durable."""
-    local.wait(local.write(batch))
-
-
 def storage(tmp_path: Path, **journal_options: int) -> LocalStorage:
     options = {"segment_bytes": 1 << 20, "max_bytes": 1 << 30} | journal_options
     return LocalStorage(tmp_path, Journal(tmp_path / "journal", **options))
@@ -46,8 +41,8 @@ def test_partition_path_is_hive_style():
 def test_accepted_rows_go_to_the_journal_and_failed_ones_to_quarantine(tmp_path: Path):
     local = storage(tmp_path)
 
-    store(local, batch_of(row("2026-06-03T15:00:00Z", n=1), row("2026-06-03T16:00:00Z", n=2)))
-    store(local, Batch(quarantined=[{"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 5}]))
+    local.store(batch_of(row("2026-06-03T15:00:00Z", n=1), row("2026-06-03T16:00:00Z", n=2)))
+    local.store(Batch(quarantined=[{"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 5}]))
 
     entries = local.journal.read(local.journal.first_position, max_records=100, max_bytes=1 << 20)
     assert [orjson.loads(line)["n"] for entry in entries for line in entry.lines] == [1, 2]
@@ -61,7 +56,7 @@ def test_failed_quarantine_write_is_cut_back_and_reported_as_unavailable(
 ):
     local = storage(tmp_path)
     bad = {"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 1}
-    store(local, Batch(quarantined=[bad]))
+    local.store(Batch(quarantined=[bad]))
     [path] = (tmp_path / "quarantine").glob("**/*.ndjson")
     before = path.read_bytes()
     real_writev = storage_files.os.writev
@@ -75,7 +70,7 @@ def test_failed_quarantine_write_is_cut_back_and_reported_as_unavailable(
 
     monkeypatch.setattr(storage_files.os, "writev", write_half_then_fail)
     with pytest.raises(StorageUnavailable, match="No space left"):
-        store(local, Batch(quarantined=[dict(bad, pad="x" * 1000)]))
+        local.store(Batch(quarantined=[dict(bad, pad="x" * 1000)]))
 
     assert path.read_bytes() == before
 
@@ -131,7 +126,7 @@ def test_probes_at_once_in_two_workers_and_threads_all_pass_and_leave_nothing(tm
 
 def test_a_full_journal_makes_storage_unready(tmp_path: Path):
     local = storage(tmp_path, max_bytes=10)
-    store(local, batch_of(row("2026-06-03T15:00:00Z")))
+    local.store(batch_of(row("2026-06-03T15:00:00Z")))
 
     with pytest.raises(JournalFull):
         local.check_writable()
@@ -148,18 +143,18 @@ def test_a_failed_quarantine_write_leaves_nothing_in_the_journal(tmp_path: Path,
 
     monkeypatch.setattr(storage_files.os, "writev", no_space)
     with pytest.raises(StorageUnavailable, match="No space left"):
-        store(local, batch)
+        local.store(batch)
 
     assert local.journal.read(local.journal.first_position, max_records=100, max_bytes=1 << 20) == []
 
 
 def test_a_full_journal_refuses_before_anything_is_quarantined(tmp_path: Path):
     local = storage(tmp_path, max_bytes=1)
-    store(local, batch_of(row("2026-06-03T15:00:00Z", n=1)))  # the journal is now over its cap
+    local.store(batch_of(row("2026-06-03T15:00:00Z", n=1)))  # the journal is now over its cap
     batch = batch_of(row("2026-06-03T15:00:00Z", n=2))
     batch.quarantined.append({"p_parse_time": "2026-11-21T10:00:00.000000Z", "record": 2})
 
     with pytest.raises(JournalFull):
-        store(local, batch)
+        local.store(batch)
 
     assert not list((tmp_path / "quarantine").glob("**/*.ndjson"))
