@@ -157,6 +157,12 @@ def _raw_field(line: bytes, marker: bytes) -> bytes | None:
     return line[start:end] if end > 0 else None
 
 
+_LOG_TYPE: Final = _marker("p_log_type")
+_EVENT_TIME: Final = _marker("p_event_time")
+_HOUR: Final = len("2026-06-03T15")
+"""The characters of a `p_event_time` that its partition's path is made of (`partition_path`)."""
+
+
 def by_partition(lines: Iterable[bytes], prefix: Callable[[str | None], str]) -> dict[str, list[bytes]]:
     """`lines` grouped, in order, under `<prefix(p_log_type)>/year=…/hour=…` of their `p_event_time`,
     both read off the line (`line_field`): grouping a batch parses none of its rows.
@@ -172,18 +178,12 @@ def by_partition(lines: Iterable[bytes], prefix: Callable[[str | None], str]) ->
         key = (_raw_field(line, _LOG_TYPE), None if event_time is None else event_time[:_HOUR])
         path = paths.get(key)
         if path is None:
-            log_type, text = (None if raw is None else raw.decode() for raw in (key[0], event_time))
+            log_type, text = line_field(line, "p_log_type"), line_field(line, "p_event_time")
             path = f"{prefix(log_type)}/{partition_path(text or '')}"
             if event_time is None or event_time.isascii():
                 paths[key] = path
         groups.setdefault(path, []).append(line)
     return groups
-
-
-_LOG_TYPE: Final = _marker("p_log_type")
-_EVENT_TIME: Final = _marker("p_event_time")
-_HOUR: Final = len("2026-06-03T15")
-"""The characters of a `p_event_time` that its partition's path is made of (`partition_path`)."""
 
 
 def join_lines(lines: Sequence[bytes]) -> bytes:
