@@ -23,6 +23,8 @@ here too, so no Python call is made per address:
 
 import socket
 
+import msgspec
+
 
 MAX_IP_TEXT = 80
 """Longer text is no IP (IPv6 is at most 45 characters, plus a zone); it is refused before the
@@ -211,4 +213,38 @@ def split_traffic(dict event, tuple keys):
                 continue
             _split_side(<dict?> item, found, "src", "srcIp", "srcPort")
             _split_side(<dict?> item, found, "dst", "dstIp", "dstPort")
+    return found
+
+
+cdef object _UNSET = msgspec.UNSET
+
+
+cdef int _split_slots(object entry, set found, str side, str ip_key, str port_key) except -1:
+    """`_split_side` for a traffic entry that is a struct (`app.schemas.network_structs`): what is
+    not valid is set to `UNSET`, which msgspec never writes."""
+    cdef long port = _NO_PORT
+    cdef bint dotted_quad = False
+    text = getattr(entry, side)
+    ip = None if text is None or text is _UNSET else _split(<str?> text, &port, &dotted_quad)
+    if ip is None:
+        setattr(entry, ip_key, _UNSET)
+    else:
+        setattr(entry, ip_key, ip)
+        found.add(ip if dotted_quad else _canonical(ip))
+    setattr(entry, port_key, _UNSET if port == _NO_PORT else port)
+    return 0
+
+
+def split_traffic_slots(object event, tuple keys):
+    """`split_traffic` for a network event decoded into structs (`app.schemas.network_structs`):
+    each traffic array `keys` is a list, null or `UNSET`, each entry a struct or null."""
+    cdef set found = set()
+    for key in keys:
+        entries = getattr(event, key)
+        if entries is None or entries is _UNSET:
+            continue
+        for item in <list?> entries:
+            if item is not None:
+                _split_slots(item, found, "src", "srcIp", "srcPort")
+                _split_slots(item, found, "dst", "dstIp", "dstPort")
     return found

@@ -40,13 +40,18 @@ import json, sys, time
 from datetime import UTC, datetime
 import orjson
 import app
-from app.ingest import framing
+from app.ingest import framing, pipeline
 from app.ingest.pipeline import RequestContext, build_batch
 from bench.workload import body, records
 
 assert app.__file__.startswith(sys.argv[1]), app.__file__
-records_of = getattr(framing, "iter_records", None) or framing.frame  # revisions before lazy framing
 ctx = RequestContext(request_id="bench", log_type="network", source_id="bench", source_label="bench")
+if hasattr(pipeline, "frame_records"):  # since the network lane, which framing is told to take
+    from app.settings import Settings
+    settings = Settings(max_records=10**6)
+    records_of = lambda data, **limits: pipeline.frame_records(data, ctx, settings)
+else:
+    records_of = getattr(framing, "iter_records", None) or framing.frame  # revisions before lazy framing
 
 def run(data):
     batch = build_batch(records_of(data, max_records=10**6, max_depth=64), ctx, datetime.now(UTC))

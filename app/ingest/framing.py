@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from itertools import accumulate, count
 from operator import sub
@@ -85,8 +85,18 @@ def frame(body: bytes, *, max_records: int, max_depth: int, max_record_bytes: in
     return list(iter_records(body, max_records=max_records, max_depth=max_depth, max_record_bytes=max_record_bytes))
 
 
+Typed = Callable[[memoryview], object | None]
+"""A decoder `iter_records` tries on each record before orjson: a value it returns is yielded as the
+record, None leaves the record to the general framing."""
+
+
 def iter_records(
-    body: bytes, *, max_records: int, max_depth: int, max_record_bytes: int | None = None
+    body: bytes,
+    *,
+    max_records: int,
+    max_depth: int,
+    max_record_bytes: int | None = None,
+    typed: Typed | None = None,
 ) -> Iterator[object]:
     """The records in a decoded body, in order, each parsed only when it is asked for.
 
@@ -109,19 +119,28 @@ def iter_records(
     A record (a top-level object, or an item of an array or wrapper) longer than `max_record_bytes` is
     yielded as `Unparsed`, without being parsed or held to `max_depth`; it still takes a slot. None
     parses every record, as the `validate` and `send` tools do with files the user chose.
+
+    `typed` (`app.schemas.network_structs.decode`, in the pipeline) is given each piece cut at a `}{`
+    before orjson is: whatever it returns instead of None is that piece's record. Its values must nest
+    no deeper than `max_depth`, since their brackets are not counted, and it must refuse anything
+    that is not one whole object, since the piece may have been cut inside a string.
     """
-    return _Framer(body, max_records=max_records, max_depth=max_depth, max_record_bytes=max_record_bytes).run()
+    framer = _Framer(body, max_records=max_records, max_depth=max_depth, max_record_bytes=max_record_bytes, typed=typed)
+    return framer.run()
 
 
 class _Framer:
     """One body being framed: how many records so far and, once needed, the body as text for json's scanner."""
 
-    def __init__(self, body: bytes, *, max_records: int, max_depth: int, max_record_bytes: int | None) -> None:
+    def __init__(
+        self, body: bytes, *, max_records: int, max_depth: int, max_record_bytes: int | None, typed: Typed | None
+    ) -> None:
         self._body = body
         self._view = memoryview(body)
         self._max_records = max_records
         self._max_depth = max_depth
         self._max_record_bytes = len(body) if max_record_bytes is None else max_record_bytes
+        self._typed = typed
         self._slots = 0
         self._text: _Text | None = None
 
@@ -147,12 +166,12 @@ class _Framer:
                     slow_until = stop  # a record too large to parse, or a large array or wrapper: below
                 else:
                     try:
-                        value = orjson.loads(self._view[pos:stop])
+                        records = self._piece(pos, stop)
                     except orjson.JSONDecodeError:
                         # Walk value by value up to this cut, so each failed piece costs its bytes only once.
                         slow_until = stop
                     else:
-                        yield from self._add(value, pos, stop)
+                        yield from records
                         pos = boundary[1] if boundary else end
                         continue
             if self._body[pos] == _OPEN_ARRAY:
@@ -165,6 +184,15 @@ class _Framer:
                 yield from self._add(self._parse(pos, stop), pos, stop)
             following = _VALUE_START.search(self._body, stop)
             pos = following.start() if following else end
+
+    def _piece(self, start: int, stop: int) -> list[object]:
+        """The records of `body[start:stop]`, cut at a `}{`: `typed`'s record, else those of the value
+        orjson parses (`orjson.JSONDecodeError` when the cut fell inside a string, or for bad data)."""
+        piece = self._view[start:stop]
+        if self._typed is not None and (record := self._typed(piece)) is not None:
+            self._admit(1, start, stop, None)
+            return [record]
+        return self._add(orjson.loads(piece), start, stop)
 
     def _wrapper(self, start: int) -> tuple[int, int] | None:
         """For a value at byte `start` that is exactly `{"logs": [...]}`: where its array starts and
@@ -308,7 +336,7 @@ class _Framer:
 
     def _admit(self, slots: int, start: int, stop: int, limit: int | None) -> None:
         """Count `slots` records against max_records and hold `body[start:stop]` to `limit` levels
-        (None for an `Unparsed` record: it is never parsed, so its depth costs nothing)."""
+        (None for an `Unparsed` record, which is never parsed, and for a `typed` one, bounded by its type)."""
         self._slots += slots
         if self._slots > self._max_records:
             raise TooManyRecords(

@@ -4,9 +4,14 @@ This is the receiver's core and knows nothing of HTTP, so the CLI, tests and ben
 directly. It runs in a worker thread (it is CPU work and blocking fsync), one call per request:
 
     prepare_request:  raw ─► decode_body ─► iter_records ─► each: wrap_bare ─► classify ─► validate ─► enrich ─► dumps
-                             │            │                          └─ failure: quarantine row (why + record)
+                             │            │   │                      └─ failure: quarantine row (why + record)
+                             │            │   └─ a network record in normal form: structs ─► append_network_row
                              └────────────┴─► failure: the raw body goes to quarantine, the request gets 400
     store_batch:      storage.store(batch) (fsynced) ─► the caller may now answer 2xx
+
+A network record in normal form, nearly every one Tailscale streams, takes a lane of its own: framing
+decodes it straight into msgspec structs, and `app.enrich.append_network_row` writes its row, the
+same bytes the general path would (`app.schemas.network_structs` says why and how that is held).
 
 Each record becomes its stored JSON line as soon as it is enriched, before the next one is parsed, so
 a request holds its body and its lines but never all of its records as Python objects (about nine
@@ -18,18 +23,21 @@ every validation error, and the rest of the batch is accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
+import msgspec
 import orjson
 
-from app.enrich import RECEIVER_FIELDS, enrich, format_timestamp
+from app.enrich import RECEIVER_FIELDS, append_network_row, enrich, format_timestamp
 from app.errors import DecodeError, FramingError, NestingTooDeep
 from app.ingest.body import decode_body
 from app.ingest.framing import Unparsed, iter_records
 from app.observability import RECORDS, STORAGE_WRITE, VALIDATION_ERRORS
-from app.schemas import RecordInvalid, classify, validate, wrap_bare
+from app.schemas import RecordInvalid, classify, network_structs, validate, wrap_bare
+from app.schemas.network_structs import NetworkRecord
 from app.settings import DEFAULT_MAX_RECORD_BYTES, Settings
 from app.storage import Batch, RejectedBody, Storage
 from app.types import LOG_TYPES, PANTHER_LOG_TYPES, LogType, Row
@@ -63,12 +71,7 @@ def prepare_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
     parse_time = datetime.now(UTC)
     try:
         decoded = decode_body(raw, ctx.content_encoding, limit=settings.max_decompressed_bytes)
-        records = iter_records(
-            decoded,
-            max_records=settings.max_records,
-            max_depth=settings.max_depth,
-            max_record_bytes=settings.max_record_bytes,
-        )
+        records = frame_records(decoded, ctx, settings)
         return build_batch(records, ctx, parse_time, max_record_bytes=settings.max_record_bytes)
     except QUARANTINABLE_BODY_ERRORS as exc:
         storage.store_rejected_body(
@@ -82,6 +85,21 @@ def prepare_request(raw: bytes, ctx: RequestContext, settings: Settings, storage
             )
         )
         raise
+
+
+def frame_records(body: bytes, ctx: RequestContext, settings: Settings) -> Iterator[object]:
+    """The records of a decoded body (`app.ingest.framing.iter_records`), network records in normal
+    form decoded into structs (`app.schemas.network_structs`) where the request may hold them."""
+    typed = None
+    if settings.max_depth >= network_structs.DEPTH and "network" in ctx.allowed_log_types and ctx.log_type != "audit":
+        typed = partial(network_structs.decode, shaped=ctx.log_type is None)
+    return iter_records(
+        body,
+        max_records=settings.max_records,
+        max_depth=settings.max_depth,
+        max_record_bytes=settings.max_record_bytes,
+        typed=typed,
+    )
 
 
 def store_batch(batch: Batch, storage: Storage) -> None:
@@ -109,6 +127,17 @@ def build_batch(
     """
     batch = Batch()
     for record in records:
+        if type(record) is NetworkRecord:
+            size = append_network_row(
+                batch.ndjson, record, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time
+            )
+            if size > max_record_bytes:
+                del batch.ndjson[-size:]
+                row = msgspec.to_builtins(record)
+                batch.quarantined.append(_too_large(row, "network", size, max_record_bytes, ctx, parse_time))
+            else:
+                batch.counts["network"] += 1
+            continue
         log_type = ctx.log_type
         if isinstance(record, Unparsed):
             batch.quarantined.append(_unparsed(record, log_type, max_record_bytes, ctx, parse_time))
