@@ -7,7 +7,7 @@ import re
 import tracemalloc
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from app.addresses import MAX_IP_TEXT, MEMO_SIZE, canonical_ip, split_addr_port
@@ -176,5 +176,7 @@ def _reference_split(text: str) -> tuple[str | None, int | None]:
         max_size=7,
     ).map("".join)
 )
+@example("::%/")  # found by hypothesis: a zone holding "/"
+@example("[fe80::1%eth/0]:22")
 def test_compiled_split_matches_a_plain_ipaddress_reading(text: str) -> None:
     assert split_addr_port(text) == _reference_split(text)
