@@ -72,7 +72,6 @@ def _parse_time_text(parse_time: datetime) -> str:
     return format_timestamp(parse_time)
 
 
-_INDICATOR_KEYS: Final = ("p_any_ip_addresses", "p_any_emails", "p_any_actor_ids")
 _COMMA: Final = ord(",")
 
 
@@ -117,9 +116,13 @@ def _receiver_fields(
         "p_source_id": source_id,
         "p_source_label": source_label,
     }
-    for key, values in zip(_INDICATOR_KEYS, indicators, strict=True):
-        if values:
-            fields[key] = sorted(values)
+    ips, emails, actor_ids = indicators
+    if ips:
+        fields["p_any_ip_addresses"] = sorted(ips)
+    if emails:
+        fields["p_any_emails"] = sorted(emails)
+    if actor_ids:
+        fields["p_any_actor_ids"] = sorted(actor_ids)
     return fields
 
 
@@ -170,10 +173,7 @@ def append_network_row(
     event = record.event
     ips = split_traffic_slots(event, TRAFFIC_KEYS)
     emails: set[str] = set()
-    nodes = [event.srcNode]
-    if isinstance(event.dstNodes, list):
-        nodes += event.dstNodes
-    for node in nodes:
+    for node in (event.srcNode, *(event.dstNodes or ())):  # UNSET is false, as None is
         if isinstance(node, network_structs.Node):
             _add_node(node.addresses, node.user, ips, emails)
     fields = _receiver_fields(
