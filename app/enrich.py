@@ -180,7 +180,9 @@ def append_network_row(
         "network", row_id, format_unix(record.time), parse_time, source_id, source_label, (ips, emails, set())
     )
     start = len(out)
-    network_structs.ENCODER.encode_into(record, out, -1)
+    # Not `encode_into(record, out, -1)`: that grows `out` by half again each time it is short, and
+    # an 11 MB body's rows then peaked 6 MB higher (36 MB allocated for 21.5 MB of rows).
+    out += network_structs.ENCODER.encode(record)
     out[-1] = _COMMA  # the record's closing brace
     out += memoryview(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE))[1:]
     return len(out) - start
