@@ -164,8 +164,8 @@ cdef object _split(str value, long *port, bint *dotted_quad):
     whether the IP is IPv4 as Go writes it, hence canonical as it stands.
 
     Unbracketed text with several colons is IPv6 without a port. One branch per shape. The text is
-    read as bytes in place: reading it character by character, and slicing the IP off as a str,
-    took half of a network record's split (2.5 of 5 µs, perf at 2026-11-22)."""
+    read as bytes in place and the IP copied off once: read character by character and sliced, a
+    network record's 29 addresses took 6.5 µs to split, against 5.2 (three interleaved timings)."""
     cdef Py_ssize_t length, colon, end
     cdef const char *text = _utf8(value, &length)
     port[0] = _NO_PORT

@@ -55,6 +55,7 @@ _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+")
 """One `@` between non-empty parts without whitespace. No dot is required in the domain on purpose:
 Tailscale names GitHub and passkey users `octocat@github` / `name@passkey`, and those logins are
 the identity an analyst pivots on, just like a real address."""
+_COMMA: Final = ord(",")
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -70,9 +71,6 @@ def format_timestamp(moment: datetime) -> str:
 def _parse_time_text(parse_time: datetime) -> str:
     """Every row of a request has the request's parse time: formatted once, not once per row."""
     return format_timestamp(parse_time)
-
-
-_COMMA: Final = ord(",")
 
 
 def _add_email(value: object, emails: set[str]) -> None:

@@ -9,6 +9,11 @@ with `app.timestamps.rfc3339_values` (the compiled check pydantic's validator us
 network event's traffic entries with `app.schemas.traffic`, which reads them in place where msgspec
 built a struct per entry. A record it accepts skips pydantic and is used as it is.
 
+A network record whose every key the structs of `app.schemas.network_structs` declare does not get
+here: framing decodes it into those structs straight from its bytes. This check serves audit records,
+and the network records that lane leaves (a key those structs do not know, such as a field Tailscale
+adds, or a `max_depth` below theirs).
+
 The check may refuse more than pydantic, never accept more: anything it refuses (an invalid record,
 or a valid one needing normalization such as `"proto": "tcp"` or `"txBytes": "12"`) goes through
 pydantic, which normalizes it or explains what is wrong. tests/test_fastpath.py holds it to that: for

@@ -5,7 +5,8 @@ adds the split fields to each traffic entry's dict and dumps the whole row again
 record in normal form, nearly every one Tailscale sends, this module does the same in fewer steps:
 msgspec parses and type-checks the bytes in one pass into structs, the split fields are slots
 declared on each entry (a dict orjson sized for seven keys had to grow for four more), and msgspec
-writes the row back. In process that took a 73-record body from 37 to 31-32 µs a record.
+writes the row back. In process that took a 73-record body from 36-37 to 31-32 µs a record
+(bench/RESULTS.md, "A network lane").
 
 It may refuse more than the general path, never accept more. `decode` returns None for anything
 but a network envelope in normal form whose every key is declared here: an unknown key (a field

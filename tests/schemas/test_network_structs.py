@@ -351,3 +351,17 @@ def test_only_routes_that_may_hold_network_records_use_the_lane():
     )
     for ctx in (_context("audit"), audit_only):
         assert [type(r) for r in frame_records(data, ctx, SETTINGS)] == [dict]
+
+
+def test_a_record_cut_inside_a_string_is_refused_by_the_lane_and_framed_whole_by_the_general_path():
+    """Framing cuts at each `}{`, also one inside a string: the lane must refuse the half it is given,
+    and the records after it still take the lane."""
+    tricky = streamed_network()
+    tricky["event"]["nodeId"] = 'n}{"time":1,"event":{}}{x'
+    body = _json(tricky) + _json(streamed_network())
+    ctx = _context(None)
+
+    assert [type(r) for r in frame_records(body, ctx, SETTINGS)] == [dict, NetworkRecord]
+    shipped, general = _both_lanes(body, None, DEFAULT_MAX_RECORD_BYTES)
+    assert bytes(shipped.ndjson) == bytes(general.ndjson)
+    assert [row["event"]["nodeId"] for row in _rows(shipped)] == [tricky["event"]["nodeId"], "nXYZ1CNTRL"]
