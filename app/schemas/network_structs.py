@@ -111,6 +111,8 @@ class NetworkRecord(_Strict):
     fields: Fields | None | UnsetType = UNSET
 
 
+# One of each for every worker thread: msgspec's encoders and decoders are thread-safe since 0.15
+# (https://github.com/jcrist/msgspec/pull/402).
 SORTED: Final = msgspec.json.Encoder(order="sorted")
 """Writes a record as `orjson.dumps(..., option=OPT_SORT_KEYS)` writes its dict: the row id's input."""
 ENCODER: Final = msgspec.json.Encoder()
