@@ -11,9 +11,16 @@ so detections and queries written for Panther's Tailscale tables work on our row
 - the standard fields `p_log_type`, `p_row_id`, `p_event_time`, `p_parse_time`, `p_schema_version`,
   `p_source_id`, `p_source_label`.
 
-`p_row_id` is a hash of the validated record before enrichment, so a record Tailscale re-sends
-after an outage (delivery is at-least-once, https://tailscale.com/kb/1255/log-streaming) gets the
-same id and sinks can drop the duplicate.
+A stored row is the record's canonical JSON (keys sorted at every level, as
+`orjson.dumps(..., option=OPT_SORT_KEYS)` writes them), split fields included, followed by the
+`p_*` fields. `p_row_id` is a hash of that canonical JSON, so it depends on the record's content
+only: a record Tailscale re-sends after an outage (delivery is at-least-once,
+https://tailscale.com/kb/1255/log-streaming) gets the same id whatever order its keys came in, and
+sinks can drop the duplicate; a row forwarded to another tailscribe (`app.sinks.http`) keeps its id
+there too, since the receiver's own fields are replaced and the split gives the same values again.
+One dump serves as both the row and the id's input: until 2026-12-06 the id hashed a sorted dump of
+the record before its split and the row was dumped again in the order received, which cost a
+network record 2-3 µs more (bench/RESULTS.md, "Canonical rows").
 """
 
 from __future__ import annotations
@@ -87,27 +94,30 @@ def _add_node(addresses: object, user: object, ips: set[str], emails: set[str]) 
     _add_email(user, emails)
 
 
-def _row_id(sorted_dump: bytes) -> str:
-    """`p_row_id` from the record's dump with sorted keys: the same id whatever order its keys came in.
+def _row_id(canonical: bytes) -> str:
+    """`p_row_id` from a row's canonical JSON.
 
     SHA-256, cut to 128 bits: as collision-resistant as an id needs, and twice as fast as BLAKE2b
-    here (1.7 against 3.2 µs for a 2 KB record), since x86-64 and ARMv8 CPUs compute it in hardware."""
-    return sha256(sorted_dump).hexdigest()[:32]
+    here (1.7 against 3.2 µs for a 2 KB record), since x86-64 and ARMv8 CPUs compute it in hardware.
+    A non-cryptographic hash would be faster still, but anyone who can put text in a record could
+    then craft one whose id collides with another's, and a sink that drops duplicates by id would
+    drop that other record."""
+    return sha256(canonical).hexdigest()[:32]
 
 
 def _receiver_fields(
     log_type: LogType,
-    row_id: str,
     event_time: str,
     parse_time: datetime,
     source_id: str,
     source_label: str,
     indicators: tuple[set[str], set[str], set[str]],
 ) -> Row:
-    """The `p_*` fields of a row, in the order they are written; an empty indicator is left out."""
+    """The `p_*` fields of a row, in the order they are written, `p_row_id` still to be set from the
+    row's canonical JSON (`_append_line`); an empty indicator is left out."""
     fields: Row = {
         "p_log_type": PANTHER_LOG_TYPES[log_type],
-        "p_row_id": row_id,
+        "p_row_id": "",
         "p_event_time": event_time,
         "p_parse_time": _parse_time_text(parse_time),
         "p_schema_version": SCHEMA_VERSION,
@@ -124,9 +134,11 @@ def _receiver_fields(
     return fields
 
 
-def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, parse_time: datetime) -> Row:
-    """Add the derived fields to `row`, a dict returned by `app.schemas.validate`, in place; return it."""
-    row_id = _row_id(orjson.dumps(row, option=orjson.OPT_SORT_KEYS))
+def append_row(
+    out: bytearray, row: Row, log_type: LogType, *, source_id: str, source_label: str, parse_time: datetime
+) -> int:
+    """Enrich `row`, a dict returned by `app.schemas.validate`, in place and append its stored line
+    to `out`; return the line's length."""
     ips: set[str] = set()
     emails: set[str] = set()
     actor_ids: set[str] = set()
@@ -148,26 +160,20 @@ def enrich(row: Row, log_type: LogType, *, source_id: str, source_label: str, pa
     seconds = row.get("time")  # validated rows always have it; Panther falls back to the parse time
     event_time = format_unix(seconds) if isinstance(seconds, int | float) else _parse_time_text(parse_time)
     if not RECEIVER_FIELDS.isdisjoint(row):
-        # A sender's own values go, so the receiver's p_* fields always come last in the row, after
-        # anything a sender put there: `app.sinks.base.line_field` relies on that.
+        # A sender's own values go: the receiver's p_* fields follow the canonical JSON, after
+        # anything a sender put there (`app.sinks.base.line_field` relies on that).
         for key in RECEIVER_FIELDS:
             row.pop(key, None)
-    indicators = (ips, emails, actor_ids)
-    row.update(_receiver_fields(log_type, row_id, event_time, parse_time, source_id, source_label, indicators))
-    return row
+    fields = _receiver_fields(log_type, event_time, parse_time, source_id, source_label, (ips, emails, actor_ids))
+    return _append_line(out, orjson.dumps(row, option=orjson.OPT_SORT_KEYS), fields)
 
 
 def append_network_row(
     out: bytearray, record: NetworkRecord, *, source_id: str, source_label: str, parse_time: datetime
 ) -> int:
-    """`enrich` for a record decoded into structs (`app.schemas.network_structs`), whose stored line
-    is appended to `out`; returns the line's length.
-
-    The line is the same, byte for byte, as `enrich` and `orjson.dumps` make of the same record in
-    dicts: msgspec writes the record with its split fields, then its closing brace gives way to the
-    `p_*` fields. Such a record has no `p_*` field of its own (its struct declares none).
-    """
-    row_id = _row_id(network_structs.SORTED.encode(record))
+    """`append_row` for a record decoded into structs (`app.schemas.network_structs`): the line is
+    the same, byte for byte, as `append_row` writes of the same record in dicts. Such a record has
+    no `p_*` field of its own (its struct declares none)."""
     event = record.event
     ips = split_traffic_slots(event, TRAFFIC_KEYS)
     emails: set[str] = set()
@@ -175,12 +181,20 @@ def append_network_row(
         if isinstance(node, network_structs.Node):
             _add_node(node.addresses, node.user, ips, emails)
     fields = _receiver_fields(
-        "network", row_id, format_unix(record.time), parse_time, source_id, source_label, (ips, emails, set())
+        "network", format_unix(record.time), parse_time, source_id, source_label, (ips, emails, set())
     )
+    return _append_line(out, network_structs.ENCODER.encode(record), fields)
+
+
+def _append_line(out: bytearray, canonical: bytes, fields: Row) -> int:
+    """Append a row's line to `out`: its canonical JSON, whose closing brace gives way to its `p_*`
+    `fields` with `p_row_id` set from that JSON; return the line's length."""
+    fields["p_row_id"] = _row_id(canonical)
     start = len(out)
-    # Not `encode_into(record, out, -1)`: that grows `out` by half again each time it is short, and
-    # an 11 MB body's rows then peaked 6 MB higher (36 MB allocated for 21.5 MB of rows).
-    out += network_structs.ENCODER.encode(record)
-    out[-1] = _COMMA  # the record's closing brace
+    out += canonical
+    if len(canonical) > len(b"{}"):
+        out[-1] = _COMMA
+    else:
+        del out[-1]
     out += memoryview(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE))[1:]
     return len(out) - start

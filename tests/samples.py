@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from app.enrich import append_row
+from app.types import LogType
 
 Record = dict[str, Any]
 
@@ -43,3 +47,25 @@ def envelope(event: Record, time: float = 1780500776.773) -> Record:
 def concatenated(records: list[Record]) -> bytes:
     """Tailscale's wire shape: JSON objects back to back, with no separator at all."""
     return b"".join(orjson.dumps(record) for record in records)
+
+
+def stored_line(
+    row: Record,
+    log_type: LogType = "network",
+    *,
+    source_id: str = "s",
+    source_label: str = "l",
+    parse_time: datetime | None = None,
+) -> bytes:
+    """The line, newline included, that the request path stores for `row`, a validated record
+    (`app.enrich.append_row`, which enriches `row` in place)."""
+    out = bytearray()
+    append_row(
+        out, row, log_type, source_id=source_id, source_label=source_label, parse_time=parse_time or datetime.now(UTC)
+    )
+    return bytes(out)
+
+
+def enriched(row: Record, log_type: LogType = "network", **options: Any) -> Record:
+    """The stored row of `row`, a validated record, read back (`stored_line`)."""
+    return orjson.loads(stored_line(row, log_type, **options))  # type: ignore[no-any-return]

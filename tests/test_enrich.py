@@ -13,9 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.addresses import canonical_ip
-from app.enrich import enrich, format_timestamp
+from app.enrich import format_timestamp
 from app.schemas import validate, wrap_bare
 from app.types import LogType, Row
+from tests.samples import enriched, stored_line
 from tests.schemas.samples import hunters_network, streamed_audit, streamed_network
 
 PARSE_TIME = datetime(2026, 6, 3, 15, 33, 2, 123456, tzinfo=UTC)
@@ -24,7 +25,7 @@ PARSE_TIME = datetime(2026, 6, 3, 15, 33, 2, 123456, tzinfo=UTC)
 def _enriched(record: Row, log_type: LogType = "network", **overrides: object) -> Row:
     options: dict[str, object] = {"source_id": "src-1", "source_label": "corp tailnet", "parse_time": PARSE_TIME}
     options.update(overrides)
-    return enrich(validate(record, log_type), log_type, **options)  # type: ignore[arg-type]
+    return enriched(validate(record, log_type), log_type, **options)
 
 
 def _split(entry: Row) -> tuple[object, ...]:
@@ -167,12 +168,30 @@ def test_sender_provided_indicator_fields_are_replaced_or_removed() -> None:
     assert row["p_log_type"] == "Tailscale.Audit"
 
 
-def test_p_row_id_hashes_the_validated_record_before_enrichment() -> None:
-    validated = validate(streamed_network(), "network")
-    expected = sha256(orjson.dumps(validated, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
-    row = enrich(validated, "network", source_id="s", source_label="l", parse_time=PARSE_TIME)
-    assert row["p_row_id"] == expected
-    assert len(expected) == 32
+@pytest.mark.parametrize("log_type", ["network", "audit"])
+def test_a_row_is_the_canonical_json_of_the_split_record_then_its_p_fields_and_its_id_hashes_that_json(
+    log_type: LogType,
+) -> None:
+    record = streamed_network() if log_type == "network" else streamed_audit()
+    record["p_source_id"] = "forged"  # a sender's own p_* field is neither stored nor hashed
+    line = stored_line(validate(record, log_type), log_type, parse_time=PARSE_TIME)
+    row = orjson.loads(line)
+    content = {key: value for key, value in row.items() if not key.startswith("p_")}
+    canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    assert line.startswith(canonical[:-1] + b',"p_log_type":')
+    assert [key for key in row if key.startswith("p_")] == [key for key in row][len(content) :]
+    assert row["p_row_id"] == sha256(canonical).hexdigest()[:32]
+    assert row["p_source_id"] == "s"
+    if log_type == "network":
+        assert content["event"]["virtualTraffic"][0]["srcIp"] == "100.64.0.1"  # split fields are content too
+
+
+def test_a_forwarded_row_keeps_its_id_in_a_downstream_tailscribe() -> None:
+    """`app.sinks.http` forwards stored rows as they are: the receiver's own fields are replaced, and the
+    split gives the same values, so the downstream row is the same row with the same id."""
+    upstream = stored_line(validate(streamed_network(), "network"), parse_time=PARSE_TIME, source_id="edge")
+    downstream = stored_line(validate(orjson.loads(upstream), "network"), parse_time=PARSE_TIME, source_id="edge")
+    assert downstream == upstream
 
 
 def test_p_row_id_ignores_parse_time_and_source_so_a_resent_record_keeps_its_id() -> None:
@@ -256,8 +275,8 @@ def test_a_record_in_normal_form_is_enriched_in_place() -> None:
     record = streamed_network()
     validated = validate(record, "network")
     assert validated is record
-    assert enrich(validated, "network", source_id="s", source_label="l", parse_time=PARSE_TIME) is record
-    assert record["p_log_type"] == "Tailscale.Network"
+    stored_line(validated, parse_time=PARSE_TIME)
+    assert record["event"]["virtualTraffic"][0]["srcIp"] == "100.64.0.1"
 
 
 def test_a_record_needing_normalization_is_copied_and_the_received_one_left_alone() -> None:
@@ -266,7 +285,8 @@ def test_a_record_needing_normalization_is_copied_and_the_received_one_left_alon
     received = copy.deepcopy(record)
     validated = validate(record, "network")
     assert validated is not record and validated["event"]["virtualTraffic"][0]["proto"] == 6
-    assert enrich(validated, "network", source_id="s", source_label="l", parse_time=PARSE_TIME) is validated
+    stored_line(validated, parse_time=PARSE_TIME)
+    assert validated["event"]["virtualTraffic"][0]["srcIp"] == "100.64.0.1"
     assert record == received
 
 

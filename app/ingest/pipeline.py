@@ -3,7 +3,7 @@
 This is the receiver's core and knows nothing of HTTP, so the CLI, tests and benchmarks call it
 directly. It runs in a worker thread (it is CPU work and blocking fsync), one call per request:
 
-    prepare_request:  raw ─► decode_body ─► iter_records ─► each: wrap_bare ─► classify ─► validate ─► enrich ─► dumps
+    prepare_request:  raw ─► decode_body ─► iter_records ─► each: wrap_bare ─► classify ─► validate ─► append_row
                              │            │   │                      └─ failure: quarantine row (why + record)
                              │            │   └─ a network record in normal form: structs ─► append_network_row
                              └────────────┴─► failure: the raw body goes to quarantine, the request gets 400
@@ -29,9 +29,8 @@ from datetime import UTC, datetime
 from functools import partial
 
 import msgspec
-import orjson
 
-from app.enrich import RECEIVER_FIELDS, append_network_row, enrich, format_timestamp
+from app.enrich import append_network_row, append_row, format_timestamp
 from app.errors import DecodeError, FramingError, NestingTooDeep
 from app.ingest.body import decode_body
 from app.ingest.framing import Unparsed, iter_records
@@ -158,21 +157,22 @@ def build_batch(
         except RecordInvalid as exc:
             batch.quarantined.append(quarantine_row(record, log_type, exc.errors, ctx, parse_time))
             continue
-        enrich(row, log_type, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time)
-        line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
-        if len(line) > max_record_bytes:
-            batch.quarantined.append(_too_large(row, log_type, len(line), max_record_bytes, ctx, parse_time))
+        size = append_row(
+            batch.ndjson, row, log_type, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time
+        )
+        if size > max_record_bytes:
+            del batch.ndjson[-size:]
+            batch.quarantined.append(_too_large(row, log_type, size, max_record_bytes, ctx, parse_time))
             continue
-        batch.ndjson += line
         batch.counts[log_type] += 1
     return batch
 
 
 def _too_large(row: Row, log_type: LogType, size: int, limit: int, ctx: RequestContext, parse_time: datetime) -> Row:
-    """The quarantine row of a record whose stored row is over `limit`; the record without its `p_*` fields."""
+    """The quarantine row of a record whose stored row is over `limit` (`row`: the record with its
+    split fields, which `append_row` leaves without `p_*` fields)."""
     message = f"the stored row would be {size} bytes, over max_record_bytes ({limit})"
-    record = {key: value for key, value in row.items() if key not in RECEIVER_FIELDS}
-    return quarantine_row(record, log_type, [{"loc": "", "msg": message, "type": "record_too_large"}], ctx, parse_time)
+    return quarantine_row(row, log_type, [{"loc": "", "msg": message, "type": "record_too_large"}], ctx, parse_time)
 
 
 def _unparsed(record: Unparsed, log_type: LogType | None, limit: int, ctx: RequestContext, parse_time: datetime) -> Row:

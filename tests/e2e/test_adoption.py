@@ -8,31 +8,26 @@ from pathlib import Path
 
 import orjson
 
-from app.enrich import enrich
 from app.journal import Journal
 from tests.e2e.conftest import MakeServer
 from tests.journal import append_lines, lock_is_free
-from tests.samples import envelope, network_event
+from tests.samples import envelope, network_event, stored_line
 
 
 def leave_acknowledged_rows(slot_dir: Path, count: int) -> list[str]:
     """What worker 1 of a two-worker run leaves when it stops before its sinks deliver: rows in its journal."""
     parse_time = datetime.now(UTC)
-    rows = [
-        enrich(
-            envelope(network_event(f"orphan-{n}")),
-            "network",
-            source_id="default",
-            source_label="default",
-            parse_time=parse_time,
-        )
+    lines = [
+        stored_line(
+            envelope(network_event(f"orphan-{n}")), source_id="default", source_label="default", parse_time=parse_time
+        ).rstrip(b"\n")
         for n in range(count)
     ]
     journal = Journal(slot_dir, segment_bytes=64 * 1024 * 1024, max_bytes=1 << 30)
-    append_lines(journal, [orjson.dumps(row) for row in rows[: count // 2]])
-    append_lines(journal, [orjson.dumps(row) for row in rows[count // 2 :]])
+    append_lines(journal, lines[: count // 2])
+    append_lines(journal, lines[count // 2 :])
     journal.close()
-    return [row["p_row_id"] for row in rows]
+    return [orjson.loads(line)["p_row_id"] for line in lines]
 
 
 def test_one_worker_delivers_what_a_second_worker_of_the_last_run_left_behind(make_server: MakeServer, tmp_path: Path):

@@ -1,9 +1,9 @@
 """The network lane (`app.schemas.network_structs`) writes exactly the rows the general path writes.
 
 The pipeline decodes a network record in normal form straight into structs and writes its row with
-msgspec; anything else takes the general path (orjson, pydantic, `enrich`). Both lanes must agree on
-every record: which records are accepted, what each row says, its `p_row_id`, and its bytes, but
-for the order of a traffic entry's split fields when the sender sent some of them itself.
+msgspec; anything else takes the general path (orjson, pydantic, `append_row`). Both lanes must agree
+on every record, whatever order its keys come in: which records are accepted, and each row's bytes,
+`p_row_id` included.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from app.types import LogType
 from bench.workload import records as workload_records
 from tests.schemas.samples import streamed_network
 
-SPLIT_FIELDS = frozenset(("srcIp", "srcPort", "dstIp", "dstPort"))
 PARSE_TIME = datetime(2026, 6, 3, 15, 0, tzinfo=UTC)
 SETTINGS = Settings()
 
@@ -53,30 +52,6 @@ def _both_lanes(body: bytes, log_type: LogType | None, max_record_bytes: int) ->
     )
     general = build_batch(general_records, ctx, PARSE_TIME, max_record_bytes=max_record_bytes)
     return shipped, general
-
-
-_NESTED: dict[tuple[type, str], Any] = {
-    (NetworkRecord, "event"): network_structs.NetworkEvent,
-    (NetworkRecord, "fields"): network_structs.Fields,
-    (network_structs.NetworkEvent, "srcNode"): network_structs.Node,
-    (network_structs.NetworkEvent, "dstNodes"): [network_structs.Node],
-    **{(network_structs.NetworkEvent, key): [network_structs.TrafficEntry] for key in network_structs.TRAFFIC_KEYS},
-}
-"""Which struct each field holds, or a list of which struct."""
-
-
-def _declared_order(value: Any, struct: Any) -> Any:
-    """`value` with the keys `struct` declares first, in its order (Tailscale's), and so on down."""
-    if not isinstance(value, dict):
-        return value
-    ordered = {key: _nested(value[key], _NESTED.get((struct, key))) for key in struct.__struct_fields__ if key in value}
-    return ordered | {key: item for key, item in value.items() if key not in ordered}
-
-
-def _nested(value: Any, kind: Any) -> Any:
-    if isinstance(kind, list):
-        return [_declared_order(item, kind[0]) for item in value] if isinstance(value, list) else value
-    return value if kind is None else _declared_order(value, kind)
 
 
 # Values of every JSON type, including those the lane must leave to the general path.
@@ -203,18 +178,6 @@ def _rows(batch: Batch) -> list[Any]:
     return [orjson.loads(line) for line in bytes(batch.ndjson).splitlines()]
 
 
-def _sends_split_fields(records: list[Any]) -> bool:
-    """Whether a traffic entry holds a field the receiver derives (`srcIp`, ...), as Tailscale's never do."""
-    return any(
-        isinstance(entry, dict) and not SPLIT_FIELDS.isdisjoint(entry)
-        for record in records
-        if isinstance(event := record.get("event"), dict)
-        for key in network_structs.TRAFFIC_KEYS
-        if isinstance(entries := event.get(key), list)
-        for entry in entries
-    )
-
-
 @settings(max_examples=400, deadline=None)
 @given(
     records=st.lists(RECORD, min_size=1, max_size=3),
@@ -226,24 +189,31 @@ def _sends_split_fields(records: list[Any]) -> bool:
 def test_both_lanes_write_the_same_rows_and_quarantine_the_same_records(
     records: list[dict[str, Any]], log_type: LogType | None, max_record_bytes: int
 ) -> None:
-    ordered = [_declared_order(record, NetworkRecord) for record in records]
-    for record in ordered:
+    for record in records:
         event("network lane" if decode(_json(record), shaped=log_type is None) else "general path")
-    shipped, general = _both_lanes(b"".join(_json(record) for record in ordered), log_type, max_record_bytes)
-
-    if _sends_split_fields(records):  # the general path appends those it adds after the sender's
-        assert _rows(shipped) == _rows(general)
-    else:
-        assert bytes(shipped.ndjson) == bytes(general.ndjson)
-    assert shipped.quarantined == general.quarantined
-    assert shipped.counts == general.counts
-
-    # Keys in any other order: the same rows as JSON (JSON objects are unordered), written in declared order.
+    # Keys in Tailscale's order and in another: rows are canonical JSON, the same bytes either way.
     reversed_keys = [dict(reversed(record.items())) for record in records]
-    body = b"".join(_json(record) for record in reversed_keys)
-    shipped, general = _both_lanes(body, log_type, max_record_bytes)
-    assert _rows(shipped) == _rows(general)
-    assert shipped.quarantined == general.quarantined
+    for ordered in (records, reversed_keys):
+        shipped, general = _both_lanes(b"".join(_json(record) for record in ordered), log_type, max_record_bytes)
+        assert bytes(shipped.ndjson) == bytes(general.ndjson)
+        assert shipped.quarantined == general.quarantined
+        assert shipped.counts == general.counts
+
+
+@pytest.mark.parametrize(
+    "struct",
+    [
+        network_structs.TrafficEntry,
+        network_structs.Node,
+        network_structs.NetworkEvent,
+        network_structs.Fields,
+        NetworkRecord,
+    ],
+)
+def test_every_struct_declares_its_fields_in_sorted_order_so_rows_are_canonical_json(struct: type) -> None:
+    """The row of a record is its canonical JSON (`app.enrich`): msgspec writes fields in declared order."""
+    fields = struct.__struct_fields__  # type: ignore[attr-defined]
+    assert list(fields) == sorted(fields)
 
 
 def _line(record: dict[str, Any]) -> bytes:

@@ -1,27 +1,23 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import orjson
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from app.enrich import enrich
 from app.schemas import validate
 from app.sinks.base import SinkBatch, by_partition, line_field
 from app.storage.local import partition_path
-from tests.samples import envelope, network_event
+from tests.samples import envelope, network_event, stored_line
 
 
-def stored_line(record: dict[str, object]) -> bytes:
-    """A row exactly as the request path serializes it into the journal."""
-    row = enrich(validate(record, "network"), "network", source_id="s", source_label="l", parse_time=datetime.now(UTC))
-    return orjson.dumps(row)
+def journal_line(record: dict[str, object]) -> bytes:
+    """A row exactly as the request path serializes it into the journal (without its newline)."""
+    return stored_line(validate(record, "network")).rstrip(b"\n")
 
 
 def test_line_field_reads_the_top_level_p_fields_of_a_stored_row():
-    line = stored_line(envelope(network_event()))
+    line = journal_line(envelope(network_event()))
     row = orjson.loads(line)
 
     for key in ("p_log_type", "p_event_time", "p_row_id", "p_source_id"):
@@ -32,7 +28,7 @@ def test_line_field_reads_the_top_level_p_fields_of_a_stored_row():
 def test_a_sender_hiding_p_fields_inside_the_record_cannot_steer_partitioning():
     event = network_event() | {"p_log_type": "Tailscale.Audit", "p_event_time": "1999-01-01T00:00:00Z"}
     record = envelope(event) | {"p_log_type": "Tailscale.Audit", "zzz": {"p_log_type": "Tailscale.Audit"}}
-    line = stored_line(record)
+    line = journal_line(record)
 
     assert line_field(line, "p_log_type") == "Tailscale.Network"
     assert line_field(line, "p_event_time").startswith("2026-06-03T15")

@@ -17,11 +17,10 @@ import pytest
 from obstore.exceptions import GenericError, PermissionDeniedError
 from obstore.store import LocalStore
 
-from app.enrich import enrich
 from app.sinks.base import RetryableSinkError, SinkBatch, SinkError, build_sink
 from app.sinks.objectstore import ObjectStoreSink, ObjectStoreSinkConfig, translate
 from app.types import LogType, Row
-from tests.samples import audit_event, envelope, network_event
+from tests.samples import audit_event, enriched, envelope, network_event
 from tests.servers.s3 import S3Server, list_keys, ndjson_rows, read_rows, running_s3
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 def make_row(log_type: LogType, time: float, marker: str) -> Row:
     event = audit_event(action=marker) if log_type == "audit" else network_event(node=marker)
     parse_time = datetime(2026, 6, 3, 17, 0, tzinfo=UTC)
-    return enrich(envelope(event, time), log_type, source_id="src-1", source_label="lab", parse_time=parse_time)
+    return enriched(envelope(event, time), log_type, source_id="src-1", source_label="lab", parse_time=parse_time)
 
 
 def mixed_rows() -> list[Row]:
