@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 import tracemalloc
 
+import msgspec
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from app.addresses import MAX_IP_TEXT, MEMO_SIZE, canonical_ip, split_addr_port
+from app.addresses import MAX_IP_TEXT, MEMO_SIZE, canonical_ip, split_addr_port, split_traffic_slots
+from app.schemas.network_structs import NetworkEvent, TrafficEntry
 
 
 @pytest.mark.parametrize(
@@ -180,3 +183,34 @@ def _reference_split(text: str) -> tuple[str | None, int | None]:
 @example("[fe80::1%eth/0]:22")
 def test_compiled_split_matches_a_plain_ipaddress_reading(text: str) -> None:
     assert split_addr_port(text) == _reference_split(text)
+
+
+def test_split_traffic_slots_writes_each_entrys_slots_and_keeps_reference_counts():
+    """The split writes a `TrafficEntry`'s slots in place (app/addresses.pyx): values must read back
+    through msgspec, and writing them again and again must neither leak nor free what it replaced."""
+    forged = "".join(["6.6.6.", "6"])  # a string of its own, not an interned constant
+    entry = TrafficEntry(src="100.64.0.1:443", dst="[FD7A::1%eth0]:53", srcIp=forged, dstPort=1)
+    event = NetworkEvent(virtualTraffic=[entry, None], exitTraffic=[TrafficEntry(src="nonsense")])
+    keys = ("virtualTraffic", "subnetTraffic", "exitTraffic")
+    held = sys.getrefcount(forged)
+    found = split_traffic_slots(event, keys)
+    assert sys.getrefcount(forged) == held - 1  # let go of once, by the slot it was replaced in
+    unset = msgspec.UNSET
+    before = sys.getrefcount(unset)
+    for _ in range(1_000):
+        found = split_traffic_slots(event, keys)
+    after = sys.getrefcount(unset)  # (outside the assert, whose rewriting holds what it reads)
+    assert after == before  # written 4,000 times into slots that already held it
+    assert found == {"100.64.0.1", "fd7a::1"}
+    assert (entry.srcIp, entry.srcPort, entry.dstIp, entry.dstPort) == ("100.64.0.1", 443, "FD7A::1%eth0", 53)
+    assert msgspec.to_builtins(event.exitTraffic) == [{"src": "nonsense"}]  # srcIp etc. UNSET, not written
+
+
+def test_split_traffic_slots_refuses_an_entry_of_another_type():
+    """Its slots are written by their offsets in `TrafficEntry`: any other object would be corrupted."""
+
+    class Lookalike(msgspec.Struct):
+        src: str = "100.64.0.1:1"
+
+    with pytest.raises(TypeError, match="TrafficEntry"):
+        split_traffic_slots(NetworkEvent(virtualTraffic=[Lookalike()]), ("virtualTraffic",))  # type: ignore[list-item]
