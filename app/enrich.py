@@ -33,7 +33,7 @@ from typing import Final
 
 import orjson
 
-from app.addresses import canonical_ip, split_traffic, split_traffic_slots
+from app.addresses import canonical_ip, sorted_unique, split_traffic, split_traffic_slots
 from app.schemas import network_structs
 from app.schemas.network import TRAFFIC_KEYS
 from app.schemas.network_structs import NetworkRecord
@@ -55,7 +55,7 @@ RECEIVER_FIELDS: Final = frozenset(
         "p_any_actor_ids",
     )
 )
-"""Every field `enrich` sets: a sender's value for any of them is replaced (or removed, for an
+"""Every field a stored row ends with: a sender's value for any of them is replaced (or removed, for an
 indicator with nothing valid to hold)."""
 
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+")
@@ -80,17 +80,17 @@ def _parse_time_text(parse_time: datetime) -> str:
     return format_timestamp(parse_time)
 
 
-def _add_email(value: object, emails: set[str]) -> None:
+def _add_email(value: object, emails: list[str]) -> None:
     if isinstance(value, str) and _EMAIL.fullmatch(value):
-        emails.add(value)
+        emails.append(value)
 
 
-def _add_node(addresses: object, user: object, ips: set[str], emails: set[str]) -> None:
+def _add_node(addresses: object, user: object, ips: list[str], emails: list[str]) -> None:
     """`srcNode` / `dstNodes[]` (client v1.92+): `addresses` holds IPs or prefixes, `user` a login."""
     if isinstance(addresses, list):
         for address in addresses:
             if isinstance(address, str) and (canonical := canonical_ip(address.partition("/")[0])) is not None:
-                ips.add(canonical)
+                ips.append(canonical)
     _add_email(user, emails)
 
 
@@ -111,10 +111,11 @@ def _receiver_fields(
     parse_time: datetime,
     source_id: str,
     source_label: str,
-    indicators: tuple[set[str], set[str], set[str]],
+    indicators: tuple[list[str], list[str], list[str]],
 ) -> Row:
     """The `p_*` fields of a row, in the order they are written, `p_row_id` still to be set from the
-    row's canonical JSON (`_append_line`); an empty indicator is left out."""
+    row's canonical JSON (`_append_line`). An indicator is given the values found, repeats and all;
+    it is written sorted and deduplicated, or left out when empty."""
     fields: Row = {
         "p_log_type": PANTHER_LOG_TYPES[log_type],
         "p_row_id": "",
@@ -126,11 +127,11 @@ def _receiver_fields(
     }
     ips, emails, actor_ids = indicators
     if ips:
-        fields["p_any_ip_addresses"] = sorted(ips)
+        fields["p_any_ip_addresses"] = sorted_unique(ips)
     if emails:
-        fields["p_any_emails"] = sorted(emails)
+        fields["p_any_emails"] = sorted_unique(emails)
     if actor_ids:
-        fields["p_any_actor_ids"] = sorted(actor_ids)
+        fields["p_any_actor_ids"] = sorted_unique(actor_ids)
     return fields
 
 
@@ -139,9 +140,9 @@ def append_row(
 ) -> int:
     """Enrich `row`, a dict returned by `app.schemas.validate`, in place and append its stored line
     to `out`; return the line's length."""
-    ips: set[str] = set()
-    emails: set[str] = set()
-    actor_ids: set[str] = set()
+    ips: list[str] = []
+    emails: list[str] = []
+    actor_ids: list[str] = []
     event = row.get("event")
     if isinstance(event, dict):
         ips = split_traffic(event, TRAFFIC_KEYS)
@@ -155,7 +156,7 @@ def append_row(
         if isinstance(actor, dict):
             _add_email(actor.get("loginName"), emails)
             if isinstance(actor_id := actor.get("id"), str) and actor_id:
-                actor_ids.add(actor_id)
+                actor_ids.append(actor_id)
 
     seconds = row.get("time")  # validated rows always have it; Panther falls back to the parse time
     event_time = format_unix(seconds) if isinstance(seconds, int | float) else _parse_time_text(parse_time)
@@ -176,12 +177,12 @@ def append_network_row(
     no `p_*` field of its own (its struct declares none)."""
     event = record.event
     ips = split_traffic_slots(event, TRAFFIC_KEYS)
-    emails: set[str] = set()
+    emails: list[str] = []
     for node in (event.srcNode, *(event.dstNodes or ())):  # UNSET is false, as None is
         if isinstance(node, network_structs.Node):
             _add_node(node.addresses, node.user, ips, emails)
     fields = _receiver_fields(
-        "network", format_unix(record.time), parse_time, source_id, source_label, (ips, emails, set())
+        "network", format_unix(record.time), parse_time, source_id, source_label, (ips, emails, [])
     )
     return _append_line(out, network_structs.ENCODER.encode(record), fields)
 

@@ -1,6 +1,6 @@
 """In-process costs on one core: tailscribe's pipeline against the orjson ceiling, no HTTP, no disk.
 
-- pipeline: `iter_records` → per record `wrap_bare`/`validate`/`enrich`/`orjson.dumps` (the receiver's
+- pipeline: `iter_records` → per record `wrap_bare`/`validate`/`append_row` (the receiver's
   `build_batch`), exactly what a request costs before the journal write;
 - ceiling: `orjson.loads` + `orjson.dumps` of the same records, the least any JSON receiver does. It
   is given the records already cut apart: until 2026-11-22 it cut an NDJSON body with

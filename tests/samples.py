@@ -68,4 +68,4 @@ def stored_line(
 
 def enriched(row: Record, log_type: LogType = "network", **options: Any) -> Record:
     """The stored row of `row`, a validated record, read back (`stored_line`)."""
-    return orjson.loads(stored_line(row, log_type, **options))  # type: ignore[no-any-return]
+    return orjson.loads(stored_line(row, log_type, **options))

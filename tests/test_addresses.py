@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from app.addresses import MAX_IP_TEXT, MEMO_SIZE, canonical_ip, split_addr_port, split_traffic_slots
+from app.addresses import MAX_IP_TEXT, MEMO_SIZE, canonical_ip, sorted_unique, split_addr_port, split_traffic_slots
 from app.schemas.network_structs import NetworkEvent, TrafficEntry
 
 
@@ -201,7 +201,7 @@ def test_split_traffic_slots_writes_each_entrys_slots_and_keeps_reference_counts
         found = split_traffic_slots(event, keys)
     after = sys.getrefcount(unset)  # (outside the assert, whose rewriting holds what it reads)
     assert after == before  # written 4,000 times into slots that already held it
-    assert found == {"100.64.0.1", "fd7a::1"}
+    assert found == ["100.64.0.1", "fd7a::1"]  # each side's IP, canonical, in the entries' order
     assert (entry.srcIp, entry.srcPort, entry.dstIp, entry.dstPort) == ("100.64.0.1", 443, "FD7A::1%eth0", 53)
     assert msgspec.to_builtins(event.exitTraffic) == [{"src": "nonsense"}]  # srcIp etc. UNSET, not written
 
@@ -214,3 +214,10 @@ def test_split_traffic_slots_refuses_an_entry_of_another_type():
 
     with pytest.raises(TypeError, match="TrafficEntry"):
         split_traffic_slots(NetworkEvent(virtualTraffic=[Lookalike()]), ("virtualTraffic",))  # type: ignore[list-item]
+
+
+@given(st.lists(st.one_of(st.sampled_from(["100.64.0.1", "100.64.0.10", "fd7a::1", "", "é"]), st.text(max_size=6))))
+def test_sorted_unique_is_sorted_set_made_in_place(texts: list[str]) -> None:
+    expected = sorted(set(texts))
+    assert sorted_unique(texts) is texts
+    assert texts == expected

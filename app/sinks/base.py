@@ -139,9 +139,9 @@ def _marker(key: str) -> bytes:
 def line_field(line: bytes, key: str) -> str | None:
     """A top-level `p_*` string field of a row as the receiver serialized it, without parsing the row.
 
-    Enrichment adds the `p_*` fields after `event`, and orjson writes keys in insertion order, so
-    the last `"key":"` in the line is the top-level one even if a sender hid the same key deeper in
-    the record. The values read this way (log type, event time, row id) never hold a quote.
+    A row's `p_*` fields follow the record's canonical JSON (`app.enrich`), so the last `"key":"`
+    in the line is the top-level one even if a sender hid the same key deeper in the record. The
+    values read this way (log type, event time, row id) never hold a quote.
     """
     raw = _raw_field(line, _marker(key))
     return None if raw is None else raw.decode()

@@ -17,7 +17,8 @@ tailscribe receiving it, validate it and derive their own `p_*` fields; the whol
 Delivery is at least once. A batch bigger than `max_request_bytes` goes as several requests, and
 after a failure the runner retries the whole batch, so requests delivered before it are sent again.
 The copies are byte for byte the same, so a tailscribe downstream gives them the same `p_row_id`
-(a hash of the record) and they can be dropped like Tailscale's own re-sends.
+(a hash of the record) and they can be dropped like Tailscale's own re-sends. Forwarded as stored
+rows (NDJSON), that id is the one this receiver gave them too (`app.enrich`).
 """
 
 from __future__ import annotations
