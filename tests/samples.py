@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from app.enrich import append_row
+from app.enrich import RowFields, append_row
 from app.types import LogType
 
 Record = dict[str, Any]
@@ -60,9 +60,8 @@ def stored_line(
     """The line, newline included, that the request path stores for `row`, a validated record
     (`app.enrich.append_row`, which enriches `row` in place)."""
     out = bytearray()
-    append_row(
-        out, row, log_type, source_id=source_id, source_label=source_label, parse_time=parse_time or datetime.now(UTC)
-    )
+    fields = RowFields(source_id=source_id, source_label=source_label, parse_time=parse_time or datetime.now(UTC))
+    append_row(out, row, log_type, fields)
     return bytes(out)
 
 

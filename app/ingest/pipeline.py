@@ -30,7 +30,7 @@ from functools import partial
 
 import msgspec
 
-from app.enrich import append_network_row, append_row, format_timestamp
+from app.enrich import RowFields, append_network_row, append_row, format_timestamp
 from app.errors import DecodeError, FramingError, NestingTooDeep
 from app.ingest.body import decode_body
 from app.ingest.framing import Unparsed, iter_records
@@ -125,11 +125,10 @@ def build_batch(
     a record framing left `Unparsed` because it arrived longer than that.
     """
     batch = Batch()
+    fields = RowFields(source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time)
     for record in records:
         if type(record) is NetworkRecord:
-            size = append_network_row(
-                batch.ndjson, record, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time
-            )
+            size = append_network_row(batch.ndjson, record, fields)
             if size > max_record_bytes:
                 del batch.ndjson[-size:]
                 row = msgspec.to_builtins(record)
@@ -157,9 +156,7 @@ def build_batch(
         except RecordInvalid as exc:
             batch.quarantined.append(quarantine_row(record, log_type, exc.errors, ctx, parse_time))
             continue
-        size = append_row(
-            batch.ndjson, row, log_type, source_id=ctx.source_id, source_label=ctx.source_label, parse_time=parse_time
-        )
+        size = append_row(batch.ndjson, row, log_type, fields)
         if size > max_record_bytes:
             del batch.ndjson[-size:]
             batch.quarantined.append(_too_large(row, log_type, size, max_record_bytes, ctx, parse_time))
