@@ -335,9 +335,11 @@ def split_traffic_slots(object event, tuple keys):
 
 def sorted_unique(list texts):
     """`sorted(set(texts))` for a list of str, made in place: sorted, then each run of equal
-    neighbours kept once. An indicator field is this of the values a row holds: collecting a
-    network record's ~29 IPs into a set hashed each one, and `sorted(set)` then took 3.3 µs a
-    record, against 2.1 µs this way (best of 300 runs of a 73-record body)."""
+    neighbours kept once. An indicator field is this of the values a row holds. Collected into a
+    set, a network record's ~29 IPs were each hashed, then copied out to be sorted: the pipeline
+    took 26.3 against 24.2 µs a record at 73 records a body (best of five interleaved runs). Sorted
+    with C's `qsort` on each text's first 8 bytes as one integer instead of `list.sort`, the same
+    2.0 µs a record: `list.sort` already compares str by `memcmp`."""
     cdef Py_ssize_t index, kept = 0
     texts.sort()
     for index in range(len(texts)):

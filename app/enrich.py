@@ -19,8 +19,9 @@ https://tailscale.com/kb/1255/log-streaming) gets the same id whatever order its
 sinks can drop the duplicate; a row forwarded to another tailscribe (`app.sinks.http`) keeps its id
 there too, since the receiver's own fields are replaced and the split gives the same values again.
 One dump serves as both the row and the id's input: until 2026-12-06 the id hashed a sorted dump of
-the record before its split and the row was dumped again in the order received, which cost a
-network record 2-3 µs more (bench/RESULTS.md, "Canonical rows").
+the record before its split and the row was dumped again in the order received, which cost the
+pipeline about 3 µs a network record more (30.2 against 27.5 µs at 73 records a body, best of five
+interleaved runs; bench/RESULTS.md, "Canonical rows").
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ class RowFields:
     A line is the record's canonical JSON, its closing brace giving way to `p_log_type`,
     `p_parse_time`, `p_schema_version`, `p_source_id` and `p_source_label`, which every row of a
     request shares and which are written once here for all of them, then the row's own `p_row_id`,
-    `p_event_time` and indicators (each left out when empty). A dict of them dumped by orjson for
-    each row cost 2.3 against 0.9 µs a row (bench/RESULTS.md, "Canonical rows").
+    `p_event_time` and indicators (each left out when empty). A dict of them built and dumped by
+    orjson for each row cost the pipeline 0.1-0.3 µs a network record more (24.2 against 24.0 µs at
+    73 records a body, best of five interleaved runs; bench/RESULTS.md, "Canonical rows").
     """
 
     __slots__ = ("_heads", "parse_time")
