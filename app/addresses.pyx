@@ -234,9 +234,8 @@ cdef int _split_side(dict entry, list found, str side, str ip_key, str port_key)
 
 def split_traffic(dict event, tuple keys):
     """Set `srcIp`/`srcPort`/`dstIp`/`dstPort` of every entry of the traffic arrays `keys` of a
-    validated network `event`; return the IPs found, canonical and without zones, in a list that may
-    repeat one (`sorted_unique` makes the indicator of it; the
-    split fields keep them as written).
+    validated network `event`; return the IPs found, canonical and without zones (the split fields
+    keep them as written), in a list that may repeat one: `sorted_unique` makes the indicator of it.
 
     The derived fields are authoritative: a value the sender put there is overwritten, or removed
     when nothing valid can be derived. Validation guarantees a traffic array is a list or null, an
@@ -275,9 +274,9 @@ cdef Py_ssize_t _offset(object struct, str field) except -1:
 
 # The traffic entry's slots, read and written in place: through getattr and setattr (each a type
 # lookup, a descriptor call and msgspec's `__setattr__`) a network record's split took 5.1 µs,
-# against 3.9 (best of 300 runs of a 73-record body, twice each). Safe for this struct alone: its values are never
-# NULL (msgspec fills every field, UNSET included) and it is not tracked by the garbage collector
-# (`gc=False`), so a slot needs no more than its reference counts kept.
+# against 3.9 (best of 300 runs of a 73-record body, twice each). Safe for this struct alone: its
+# values are never NULL (msgspec fills every field, UNSET included) and it is not tracked by the
+# garbage collector (`gc=False`), so a slot needs no more than its reference counts kept.
 cdef object _ENTRY = TrafficEntry
 cdef Py_ssize_t _SRC = _offset(TrafficEntry, "src")
 cdef Py_ssize_t _SRC_IP = _offset(TrafficEntry, "srcIp")
@@ -299,7 +298,9 @@ cdef inline void _put(object entry, Py_ssize_t offset, object value):
     Py_XDECREF(old)
 
 
-cdef int _split_slots(object entry, list found, Py_ssize_t side, Py_ssize_t ip_key, Py_ssize_t port_key) except -1:
+cdef int _split_slots(
+    object entry, list found, Py_ssize_t side, Py_ssize_t ip_key, Py_ssize_t port_key
+) except -1:
     """`_split_side` for a traffic entry that is a `TrafficEntry` struct, its fields given by their
     slots' offsets: what is not valid is set to `UNSET`, which msgspec never writes."""
     cdef long port = _NO_PORT

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.addresses import canonical_ip
-from app.enrich import format_timestamp
+from app.enrich import RowFields, format_timestamp
 from app.schemas import validate, wrap_bare
 from app.types import LogType, Row
 from tests.samples import enriched, stored_line
@@ -184,6 +184,16 @@ def test_a_row_is_the_canonical_json_of_the_split_record_then_its_p_fields_and_i
     assert row["p_source_id"] == "s"
     if log_type == "network":
         assert content["event"]["virtualTraffic"][0]["srcIp"] == "100.64.0.1"  # split fields are content too
+
+
+def test_a_row_without_content_still_gets_a_json_line_of_its_p_fields() -> None:
+    out = bytearray(b"previous line\n")
+    fields = RowFields(source_id="s", source_label="l", parse_time=PARSE_TIME)
+    size = fields.append_line(out, b"{}", "audit", "2026-06-03T15:32:56.773000Z", ([], ["a@b"], []))
+    row = orjson.loads(out[-size:])
+    assert out.endswith(b"\n") and out.startswith(b"previous line\n")
+    assert row["p_row_id"] == sha256(b"{}").hexdigest()[:32]
+    assert row["p_any_emails"] == ["a@b"] and "p_any_ip_addresses" not in row
 
 
 def test_a_forwarded_row_keeps_its_id_in_a_downstream_tailscribe() -> None:
