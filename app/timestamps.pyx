@@ -113,6 +113,16 @@ def rfc3339_values(dict mapping, tuple keys):
     return True
 
 
+def rfc3339_texts(*values):
+    """Whether every one of `values` that is a str is an RFC 3339 timestamp; the others (null,
+    msgspec's UNSET) are passed over. For a struct's fields, typed `str | None | UnsetType`: one call
+    in C for a record's three timestamps, where three Python calls cost 0.2-0.3 µs a record more."""
+    for value in values:
+        if type(value) is str and not _is_rfc3339(<str> value):
+            return False
+    return True
+
+
 def is_rfc3339(object text):
     """Whether `text` is a string (a subclass too) holding an RFC 3339 timestamp as Go's
     `time.RFC3339Nano` reads it."""

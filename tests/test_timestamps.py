@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+import msgspec
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from app.enrich import format_timestamp
 from app.schemas.common import UNIX_END, UNIX_MIN, rfc3339_to_unix
-from app.timestamps import format_unix, is_rfc3339, rfc3339_values
+from app.timestamps import format_unix, is_rfc3339, rfc3339_texts, rfc3339_values
 
 EPOCH = datetime(1970, 1, 1)
 
@@ -115,3 +116,19 @@ def test_rfc3339_values_takes_absent_and_null_and_refuses_anything_not_a_timesta
     assert not rfc3339_values({"start": "2026-06-03T15:32:51Z", "end": "yesterday"}, keys)
     assert not rfc3339_values({"start": 1780500771}, keys)
     assert not rfc3339_values({"end": b"2026-06-03T15:32:51Z"}, keys)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.just(msgspec.UNSET),
+            st.sampled_from(["2026-06-03T15:32:51.552946176Z", "2026-06-03T15:32:51+02:00", "yesterday", ""]),
+            st.text(max_size=30),
+        ),
+        max_size=4,
+    )
+)
+def test_rfc3339_texts_checks_each_str_and_passes_over_null_and_unset(values: list[object]) -> None:
+    """The network lane's check of a record's three timestamps (`app.schemas.network_structs.decode`)."""
+    assert rfc3339_texts(*values) == all(is_rfc3339(value) for value in values if isinstance(value, str))

@@ -37,7 +37,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from app.schemas.common import UNIX_END, UNIX_MIN
 from app.schemas.network import TRAFFIC_KEYS
-from app.timestamps import is_rfc3339
+from app.timestamps import rfc3339_texts
 
 DEPTH: Final = 5
 """The deepest a decoded record nests (envelope, event, `dstNodes`, a node, its `addresses`), so
@@ -116,10 +116,6 @@ ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(NetworkRecord)
 
 
-def _timestamp(value: str | None | UnsetType) -> bool:
-    return value is None or value is UNSET or is_rfc3339(value)
-
-
 def decode(data: bytes | memoryview, *, shaped: bool) -> NetworkRecord | None:
     """The network record `data` holds in normal form, or None when the general path must decide.
 
@@ -134,10 +130,5 @@ def decode(data: bytes | memoryview, *, shaped: bool) -> NetworkRecord | None:
     if shaped and event.nodeId is UNSET and all(getattr(event, key) is UNSET for key in TRAFFIC_KEYS):
         return None
     fields = record.fields
-    if not (
-        _timestamp(event.start)
-        and _timestamp(event.end)
-        and (fields is None or fields is UNSET or _timestamp(fields.recorded))
-    ):
-        return None
-    return record
+    recorded = fields.recorded if isinstance(fields, Fields) else None
+    return record if rfc3339_texts(event.start, event.end, recorded) else None
