@@ -201,5 +201,8 @@ def append_network_row(out: bytearray, record: NetworkRecord, fields: RowFields)
     for node in (event.srcNode, *(event.dstNodes or ())):  # UNSET is false, as None is
         if isinstance(node, network_structs.Node):
             _add_node(node.addresses, node.user, ips, emails)
+    # Encoded to bytes of its own, not with `encode_into(record, out, -1)`: that grows `out` by half
+    # again each time it is short, and an 11 MB body's rows then peaked 6 MB higher (36 MB allocated
+    # for 21.5 MB of rows).
     canonical = network_structs.ENCODER.encode(record)
     return fields.append_line(out, canonical, "network", format_unix(record.time), (ips, emails, []))
