@@ -45,15 +45,15 @@ class Record(BaseModel):
     fields: dict[str, str] | None = None
 
 
+def rows(body: bytes) -> list[str]:
+    """Each line parsed, validated and dumped again: the per-record work (`bench.stages` times it)."""
+    return [Record(**json.loads(line)).model_dump_json() + "\n" for line in body.splitlines() if line.strip()]
+
+
 @app.post("/v1/tailscale/network")
 async def ingest(request: Request) -> dict[str, object]:
     if request.headers.get("authorization") != f"Bearer {os.environ.get('TOKEN', '')}":
         raise HTTPException(401)
-    body = await request.body()
-    count = 0
-    for line in body.splitlines():
-        if line.strip():
-            record = Record(**json.loads(line))
-            output.write(record.model_dump_json() + "\n")
-            count += 1
-    return {"text": "Success", "code": 0, "accepted": count}
+    lines = rows(await request.body())
+    output.writelines(lines)
+    return {"text": "Success", "code": 0, "accepted": len(lines)}
