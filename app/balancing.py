@@ -18,9 +18,13 @@ This is how least-connection balancers (nginx `least_conn`, HAProxy `leastconn`)
 applied after the fact since the kernel picks first.
 
 The count comes from the kernel (established sockets on the port), so workers share no state and
-one that died counts for nothing. It is read at most every `CHECK_INTERVAL` seconds and only by a
-worker holding two connections or more (one connection is never more than a share), on the event
-loop, so it must be quick: see `tcp_sockets`.
+one that died counts for nothing. It is read only by a worker holding two connections or more (one
+connection is never more than a share), on the event loop, so it must be quick (`tcp_sockets`) and
+rare: at most every `CHECK_INTERVAL` seconds while connections come and go or this worker holds too
+many, and ever less often, up to `QUIET_INTERVAL`, while neither happens. A count walks the kernel's
+whole table of connections, 1.2 ms of CPU a family on this project's machine (262,144 buckets for
+24 GiB), so counting twice a second at peak, and both families, took 1-2% of the receiver's CPU.
+A steady stream (Tailscale's streamer keeps its connections for hours) changes nothing to count.
 """
 
 from __future__ import annotations
@@ -35,7 +39,14 @@ ESTABLISHED: Final = 0x01
 LISTEN: Final = 0x0A
 ALL_STATES: Final = 0xFFF
 CHECK_INTERVAL: Final = 0.5
-"""Seconds between two counts: an imbalance of k extra connections halves about every count."""
+"""Seconds between two counts while the split may be moving: an imbalance of k extra connections
+halves about every count."""
+QUIET_INTERVAL: Final = 8.0
+"""The longest wait between two counts, reached by doubling from `CHECK_INTERVAL` while every count finds
+this worker within its share and none of its connections opens or closes. A connection that lands
+here or leaves resets the wait, so a worker that restarts (and a sibling that sheds connections onto
+this one) is seen within `CHECK_INTERVAL`; a sibling losing all its connections, the one change this
+worker has no sign of, within `QUIET_INTERVAL`."""
 
 FAMILIES: Final = (socket.AF_INET, socket.AF_INET6)
 """Dumped one after the other; a family the kernel lacks (IPv6 disabled) is skipped."""
@@ -68,15 +79,17 @@ class TcpSocket(NamedTuple):
     """0 for a connection still waiting in a listening socket's queue, not yet accepted."""
 
 
-def tcp_sockets(port: int, states: int = ALL_STATES) -> list[TcpSocket]:
-    """Every IPv4 and IPv6 TCP socket of this network namespace with local port `port` in `states` (a
-    mask of 1 << state), by asking the kernel over netlink (sock_diag, Linux only; elsewhere none).
+def tcp_sockets(port: int, states: int = ALL_STATES, families: tuple[int, ...] | None = None) -> list[TcpSocket]:
+    """Every TCP socket of `families` (IPv4 and IPv6 unless told) in this network namespace with local
+    port `port` in `states` (a mask of 1 << state), by asking the kernel over netlink (sock_diag, Linux
+    only; elsewhere none).
 
     Not /proc/net/tcp: reading it walks the kernel's whole established-socket table a few entries at
     a time, 4.3 ms of CPU per file on this project's machine (262,144 buckets for 24 GiB), which was a
     stall of the worker's event loop twice a second and 1.6% of the receiver's CPU under load. A dump
-    filtered by port in the kernel, as `ss sport = :p` asks it, takes 0.27 ms a family there: the
-    kernel walks the same table, but in one loop that skips empty buckets. pyroute2 would speak the
+    filtered by port in the kernel, as `ss sport = :p` asks it, took 0.27 ms a family there then and
+    1.2 ms on 2026-12-06: the kernel walks the same table, but in one loop that skips empty buckets.
+    Both families share that table, so each family asked for is a walk of it. pyroute2 would speak the
     protocol for us, but it is 5 MB, takes 0.2 s to import in every worker, and has no port filter,
     where this is one fixed request and fixed-size answers.
     """
@@ -88,7 +101,7 @@ def tcp_sockets(port: int, states: int = ALL_STATES) -> list[TcpSocket]:
     bytecode = _PORT_FILTER.pack(INET_DIAG_BC_S_GE, 8, 20, 0, 0, port, INET_DIAG_BC_S_LE, 8, 12, 0, 0, port)
     attribute = _ATTRIBUTE.pack(_ATTRIBUTE.size + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
     with diag:
-        for family in FAMILIES:
+        for family in FAMILIES if families is None else families:
             request = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, states) + attribute
             header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, family, 0)
             try:
@@ -117,8 +130,8 @@ def _answers(diag: socket.socket) -> list[TcpSocket]:
             offset += (length + 3) & ~3
 
 
-def established_connections(port: int) -> int:
-    return len(tcp_sockets(port, 1 << ESTABLISHED))
+def established_connections(port: int, families: tuple[int, ...] | None = None) -> int:
+    return len(tcp_sockets(port, 1 << ESTABLISHED, families))
 
 
 class ConnectionBalancer:
@@ -128,25 +141,42 @@ class ConnectionBalancer:
         self.workers = workers
         self.held = 0
         self.port = 0
+        self.families: tuple[int, ...] | None = None
+        """The family of this worker's connections: every worker listens on the same address, so
+        the port's connections are all of it (an IPv4 client of a `::` listener is an IPv6 socket)."""
+        self._counted = 0.0
+        self._wait = CHECK_INTERVAL
         self._next_check = 0.0
         self._excess = 0
 
-    def opened(self, port: int) -> None:
+    def opened(self, port: int, family: int | None = None) -> None:
         self.held += 1
         self.port = port
+        self.families = None if family is None else (family,)
+        self._changed()
 
     def closed(self) -> None:
         self.held -= 1
+        self._changed()
+
+    def _changed(self) -> None:
+        """A connection came or went: count again at most `CHECK_INTERVAL` after the last count."""
+        self._wait = CHECK_INTERVAL
+        self._next_check = min(self._next_check, self._counted + CHECK_INTERVAL)
 
     def should_close(self, now: float) -> bool:
         """Whether the connection whose request just arrived should close after answering it."""
         if self.held < 2:
             return False
         if now >= self._next_check:
-            self._next_check = now + CHECK_INTERVAL
-            total = established_connections(self.port)
+            total = established_connections(self.port, self.families)
             # Fewer than this worker holds: no count to read (not Linux), so none to act on.
             self._excess = self.held - math.ceil(total / self.workers) if total >= self.held else 0
+            if self._excess > 0:
+                self._wait = CHECK_INTERVAL
+            else:
+                self._wait = min(self._wait * 2, QUIET_INTERVAL)
+            self._counted, self._next_check = now, now + self._wait
         if self._excess > 0:
             self._excess -= 1
             return True

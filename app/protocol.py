@@ -68,7 +68,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.balancer is not None:
-            self.balancer.opened(transport.get_extra_info("sockname")[1])
+            connection = transport.get_extra_info("socket")
+            self.balancer.opened(transport.get_extra_info("sockname")[1], connection.family)
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -148,3 +148,81 @@ def test_no_count_to_read_closes_nothing(stack: ExitStack, monkeypatch: pytest.M
         balancer.opened(listener.port)
 
     assert balancer.should_close(now=1.0) is False
+
+
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...] | None]:
+    """The families of each count the balancer makes, the real count still made."""
+    families: list[tuple[int, ...] | None] = []
+    count = balancing.established_connections
+
+    def spy(port: int, asked: tuple[int, ...] | None = None) -> int:
+        families.append(asked)
+        return count(port, asked)
+
+    monkeypatch.setattr(balancing, "established_connections", spy)
+    return families
+
+
+def test_an_even_split_is_counted_ever_less_often_up_to_the_quiet_interval(
+    stack: ExitStack, monkeypatch: pytest.MonkeyPatch
+):
+    listener = Listener(stack)
+    listener.connect(6)
+    listener.accept(6)
+    balancer = ConnectionBalancer(workers=2)
+    for _ in range(3):  # its share of six
+        balancer.opened(listener.port, socket.AF_INET)
+    families = counted(monkeypatch)
+
+    moments = [index * balancing.CHECK_INTERVAL / 2 for index in range(200)]  # a request every 0.25 s, 50 s
+    counts = []
+    for now in moments:
+        before = len(families)
+        assert balancer.should_close(now) is False
+        if len(families) > before:
+            counts.append(now)
+
+    waits = [later - earlier for earlier, later in zip(counts, counts[1:], strict=False)]
+    assert waits[:4] == [1.0, 2.0, 4.0, balancing.QUIET_INTERVAL]
+    assert set(waits[4:]) == {balancing.QUIET_INTERVAL}
+    assert families == [(socket.AF_INET,)] * len(counts)  # only the family the worker's connections are of
+
+
+def test_a_connection_opening_or_closing_brings_the_next_count_back_within_the_check_interval(
+    stack: ExitStack, monkeypatch: pytest.MonkeyPatch
+):
+    listener = Listener(stack)
+    listener.connect(6)
+    listener.accept(6)
+    balancer = ConnectionBalancer(workers=2)
+    for _ in range(3):
+        balancer.opened(listener.port, socket.AF_INET)
+    for now in (0.0, 1.0, 3.0, 7.0):  # backed off: the next count would be at 15
+        balancer.should_close(now)
+    families = counted(monkeypatch)
+
+    balancer.opened(listener.port, socket.AF_INET)  # one shed by the other worker lands here: four of six
+    assert balancer.should_close(7.0 + balancing.CHECK_INTERVAL / 2) is False
+    assert families == []
+    assert balancer.should_close(7.0 + balancing.CHECK_INTERVAL) is True
+    assert len(families) == 1
+
+    balancer.closed()  # the one it shed, gone: three of five, counted again within the interval
+    listener.accepted.pop().close()
+    assert balancer.should_close(7.0 + 2 * balancing.CHECK_INTERVAL) is False
+    assert len(families) == 2
+
+
+def test_a_count_asks_only_for_the_family_of_the_workers_connections(stack: ExitStack):
+    """Four IPv4 connections, and a balancer told its connections are IPv6: it counts none, so it
+    closes none (a count below what it holds is no count); told IPv4, it closes the extra ones."""
+    listener = Listener(stack)
+    listener.connect(4)
+    listener.accept(4)
+    wrong, right = ConnectionBalancer(workers=2), ConnectionBalancer(workers=2)
+    for _ in range(4):
+        wrong.opened(listener.port, socket.AF_INET6)
+        right.opened(listener.port, socket.AF_INET)
+
+    assert wrong.should_close(now=1.0) is False
+    assert [right.should_close(now=1.0) for _ in range(3)] == [True, True, False]
