@@ -39,7 +39,7 @@ from app.schemas import network_structs
 from app.schemas.network import TRAFFIC_KEYS
 from app.schemas.network_structs import NetworkRecord
 from app.timestamps import format_unix
-from app.types import LOG_TYPES, PANTHER_LOG_TYPES, LogType, Row
+from app.types import PANTHER_LOG_TYPES, LogType, Row
 
 SCHEMA_VERSION: Final = 0
 RECEIVER_FIELDS: Final = frozenset(
@@ -104,15 +104,21 @@ def _row_id(canonical: bytes) -> bytes:
 class RowFields:
     """The `p_*` fields of one request's rows, and the writing of each row's line.
 
-    A line is the record's canonical JSON, its closing brace giving way to `p_log_type`,
-    `p_parse_time`, `p_schema_version`, `p_source_id` and `p_source_label`, which every row of a
-    request shares and which are written once here for all of them, then the row's own `p_row_id`,
-    `p_event_time` and indicators (each left out when empty). A dict of them built and dumped by
-    orjson for each row cost the pipeline 0.1-0.3 µs a network record more (24.2 against 24.0 µs at
-    73 records a body, best of five interleaved runs; bench/RESULTS.md, "Canonical rows").
+    A line is the record's canonical JSON, its closing brace giving way to the row's own `p_row_id`
+    and indicators (each left out when empty), then `p_parse_time`, `p_schema_version`,
+    `p_source_id`, `p_source_label` and `p_log_type`, which every row of a request shares and which
+    are written once here for all of them, and last the row's `p_event_time`. A dict of them built
+    and dumped by orjson for each row cost the pipeline 0.1-0.3 µs a network record more (24.2
+    against 24.0 µs at 73 records a body, best of five interleaved runs; bench/RESULTS.md,
+    "Canonical rows").
+
+    The log type and event time come last because sinks read them off every line to choose its
+    partition (`app.sinks.base.by_partition`, searching from the line's end): after the indicators,
+    as they were until 2026-12-06, each search went back across a network row's few hundred bytes of
+    addresses, and grouping a batch took 2.9 µs a row (bench/RESULTS.md, "Where a record's CPU goes").
     """
 
-    __slots__ = ("_heads", "parse_time")
+    __slots__ = ("_tails", "parse_time")
 
     def __init__(self, *, source_id: str, source_label: str, parse_time: datetime) -> None:
         self.parse_time = format_timestamp(parse_time)
@@ -125,9 +131,9 @@ class RowFields:
                 "p_source_label": source_label,
             }
         )[1:-1]
-        self._heads = {
-            log_type: b'"p_log_type":' + orjson.dumps(PANTHER_LOG_TYPES[log_type]) + b"," + shared + b',"p_row_id":"'
-            for log_type in LOG_TYPES
+        self._tails = {
+            log_type: b"," + shared + b',"p_log_type":' + orjson.dumps(name) + b',"p_event_time":"'
+            for log_type, name in PANTHER_LOG_TYPES.items()
         }
 
     def append_line(
@@ -146,16 +152,16 @@ class RowFields:
         out[-1] = _COMMA
         if len(canonical) == len(b"{}"):
             del out[-1]
-        out += self._heads[log_type]
+        out += b'"p_row_id":"'
         out += _row_id(canonical)
-        out += b'","p_event_time":"'
-        out += event_time.encode()
         out += b'"'
         for name, values in zip(_INDICATORS, indicators, strict=True):
             if values:
                 out += name
                 out += orjson.dumps(sorted_unique(values))
-        out += b"}\n"
+        out += self._tails[log_type]
+        out += event_time.encode()
+        out += b'"}\n'
         return len(out) - start
 
 

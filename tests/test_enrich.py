@@ -178,8 +178,9 @@ def test_a_row_is_the_canonical_json_of_the_split_record_then_its_p_fields_and_i
     row = orjson.loads(line)
     content = {key: value for key, value in row.items() if not key.startswith("p_")}
     canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
-    assert line.startswith(canonical[:-1] + b',"p_log_type":')
+    assert line.startswith(canonical[:-1] + b',"p_row_id":')
     assert [key for key in row if key.startswith("p_")] == [key for key in row][len(content) :]
+    assert [key for key in row][-2:] == ["p_log_type", "p_event_time"]  # sinks read them off the line's end
     assert row["p_row_id"] == sha256(canonical).hexdigest()[:32]
     assert row["p_source_id"] == "s"
     if log_type == "network":

@@ -81,3 +81,23 @@ def test_by_partition_splits_a_batch_at_an_hour_and_a_log_type():
         "t=A/year=2026/month=06/day=03/hour=16": [lines[1]],
         "t=B/year=2026/month=06/day=03/hour=15": [lines[2]],
     }
+
+
+def test_rows_written_before_the_partition_fields_came_last_still_group_by_them():
+    """Journals written before 2026-12-06 hold rows with `p_log_type` first among the `p_*` fields and
+    the indicators after `p_event_time`; an upgraded receiver's sinks read them back."""
+    fields = {"p_parse_time": "2026-06-03T18:00:00.000000Z", "p_source_id": "s", "p_row_id": "0" * 32}
+    old = [
+        orjson.dumps(
+            {"n": n, "p_log_type": "Tailscale.Network"}
+            | fields
+            | {"p_event_time": f"2026-06-03T{hour}:00:00.000000Z", "p_any_ip_addresses": ["100.64.0.1"]}
+        )
+        for n, hour in enumerate(["15", "16", "15"])
+    ]
+    new = journal_line(envelope(network_event()))
+
+    assert by_partition([*old, new], lambda log_type: f"t={log_type}") == {
+        "t=Tailscale.Network/year=2026/month=06/day=03/hour=15": [old[0], old[2], new],
+        "t=Tailscale.Network/year=2026/month=06/day=03/hour=16": [old[1]],
+    }
