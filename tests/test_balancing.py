@@ -163,15 +163,21 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...] | None]:
     return families
 
 
+def holding(stack: ExitStack, held: int, total: int) -> tuple[Listener, ConnectionBalancer]:
+    """A port with `total` accepted IPv4 connections, and a two-worker balancer holding `held` of them."""
+    listener = Listener(stack)
+    listener.connect(total)
+    listener.accept(total)
+    balancer = ConnectionBalancer(workers=2)
+    for _ in range(held):
+        balancer.opened(listener.port, socket.AF_INET)
+    return listener, balancer
+
+
 def test_an_even_split_is_counted_ever_less_often_up_to_the_quiet_interval(
     stack: ExitStack, monkeypatch: pytest.MonkeyPatch
 ):
-    listener = Listener(stack)
-    listener.connect(6)
-    listener.accept(6)
-    balancer = ConnectionBalancer(workers=2)
-    for _ in range(3):  # its share of six
-        balancer.opened(listener.port, socket.AF_INET)
+    balancer = holding(stack, held=3, total=6)[1]  # its share
     families = counted(monkeypatch)
 
     moments = [index * balancing.CHECK_INTERVAL / 2 for index in range(200)]  # a request every 0.25 s, 50 s
@@ -191,12 +197,7 @@ def test_an_even_split_is_counted_ever_less_often_up_to_the_quiet_interval(
 def test_a_connection_opening_or_closing_brings_the_next_count_back_within_the_check_interval(
     stack: ExitStack, monkeypatch: pytest.MonkeyPatch
 ):
-    listener = Listener(stack)
-    listener.connect(6)
-    listener.accept(6)
-    balancer = ConnectionBalancer(workers=2)
-    for _ in range(3):
-        balancer.opened(listener.port, socket.AF_INET)
+    listener, balancer = holding(stack, held=3, total=6)
     for now in (0.0, 1.0, 3.0, 7.0):  # backed off: the next count would be at 15
         balancer.should_close(now)
     families = counted(monkeypatch)
