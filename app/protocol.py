@@ -68,8 +68,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.balancer is not None:
-            connection = transport.get_extra_info("socket")
-            self.balancer.opened(transport.get_extra_info("sockname")[1], connection.family)
+            connection = transport.get_extra_info("socket")  # its family: which connections to count
+            family = None if connection is None else connection.family
+            self.balancer.opened(transport.get_extra_info("sockname")[1], family)
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
